@@ -1,0 +1,14 @@
+"""gan-ensemble: select a Pareto-optimal ensemble of GAN generators and export its data.
+
+Stages: :mod:`ensemble.data` (real data), :mod:`ensemble.embed` (timm features),
+:mod:`ensemble.metrics` (density/coverage), :mod:`ensemble.scores` (Intra-d / Inter-d tables),
+:mod:`ensemble.search` (NSGA-II and friends), :mod:`ensemble.synth` and :mod:`ensemble.export`
+(the synthetic dataset), :mod:`ensemble.downstream` (train on synthetic, test on real).
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("gan-ensemble")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

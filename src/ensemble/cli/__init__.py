@@ -1,0 +1,54 @@
+"""The ``gan-ensemble`` command line: one sub-command per pipeline stage.
+
+Each stage lives in its own module of this package and exposes ``register(subparsers)``, which adds
+its parser and sets ``func(args) -> int``. Errors the user can fix are printed as one line, without
+a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+__all__ = ["main", "build_parser"]
+
+# Sub-command modules, in the order they appear in --help.
+COMMANDS = ("zoo", "score", "search", "export", "evaluate", "quickstart")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ensemble import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="gan-ensemble",
+        description="Pick a Pareto-optimal ensemble of GAN generators and export its synthetic data.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"ensemble.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"gan-ensemble {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""``gan-ensemble zoo``: train, list, sample, register and remove the generators of a zoo folder.
+
+Examples::
+
+    gan-ensemble zoo train --dataset pneumoniamnist --families dcgan,lsgan --iterations 2000 \\
+        --snapshots 500,1000,2000 --out zoo/
+    gan-ensemble zoo list zoo/
+    gan-ensemble zoo sample zoo/ dcgan@2000 -n 64 --out grid.png
+    gan-ensemble zoo register-torchscript zoo/ G.pt --name mygan --latent-dim 128 \\
+        --num-classes 2 --image-shape 28,28
+    gan-ensemble zoo register-callable zoo/ mypkg.gens:build --name other --num-classes 2 \\
+        --image-shape 28,28 --kwargs '{"checkpoint": "/data/other.ckpt"}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["register"]
+
+LIST_COLUMNS = ["id", "name", "kind", "architecture", "dataset", "image_shape", "num_classes",
+                "iteration"]
+
+
+# ---------------------------------------------------------------------------- argument parsing
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} is empty; pass comma-separated integers such as 1,2,3")
+    return values
+
+
+def _image_shape(text: str) -> tuple[int, ...]:
+    from zoo.generator import normalize_image_shape
+
+    return normalize_image_shape(_int_list(text.lower().replace("x", ","), "--image-shape"))
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise ValueError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _snapshots(text: str | None, iterations: int) -> list[int]:
+    if text is None:  # five evenly spaced snapshots, the last at the final iteration
+        return sorted({max(1, iterations * k // 5) for k in range(1, 6)})
+    snaps = sorted(set(_int_list(text, "--snapshots")))
+    bad = [s for s in snaps if not 1 <= s <= iterations]
+    if bad:
+        raise ValueError(f"--snapshots {bad} outside 1..{iterations} (--iterations); "
+                         "pick iterations at which to save the generator")
+    return snaps
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+def _train(args: argparse.Namespace) -> int:
+    import zoo
+    from ensemble.data import load_dataset
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    if not families:
+        raise ValueError("--families is empty; pass e.g. --families dcgan,lsgan "
+                         f"(known: {', '.join(zoo.list_architectures())})")
+    archs = [zoo.get_architecture(f) for f in families]  # unknown names fail before any work
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
+    snapshots = _snapshots(args.snapshots, args.iterations)
+    hparams: dict[str, object] = {}
+    for key in ("lr", "optimizer", "dropout", "ema", "diffaug", "output_activation", "latent_dim"):
+        value = getattr(args, key)
+        if value is not None:
+            hparams[key] = value
+    for item in args.set or []:
+        key, value = _key_value(item)
+        hparams[key] = value
+    ds = load_dataset(args.dataset, split=args.split, root=args.data_root)
+    if args.subset is not None:
+        if args.subset < 1:
+            raise ValueError(f"--subset must be a positive number of images, got {args.subset}")
+        ds = ds.subset(args.subset, seed=args.seed)
+    print(f"training {', '.join(families)} on {ds.name} ({len(ds)} images, "
+          f"{ds.num_classes} classes) for {args.iterations} iterations; snapshots {snapshots}")
+    all_ids: list[int] = []
+    for arch in archs:
+        name = None
+        if args.name:
+            name = args.name if len(archs) == 1 else f"{args.name}-{arch.name}"
+        ids = zoo.train(arch.name, ds.images, ds.labels, out_dir=args.out,
+                        iterations=args.iterations, snapshots=snapshots,
+                        batch_size=args.batch_size, seed=args.seed, device=args.device,
+                        name=name, dataset=ds.name, **hparams)
+        all_ids.extend(ids)
+        print(f"{arch.name}: {len(ids)} generators (ids {', '.join(map(str, ids))})")
+    print(f"catalog: {Path(args.out) / 'catalog.sqlite'} ({len(zoo.Catalog(args.out))} generators)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from zoo.catalog import Catalog
+
+    catalog = Catalog(args.zoo_dir, create=False)
+    table = catalog.list()
+    if table.empty:
+        print(f"no generators in {args.zoo_dir}")
+        return 0
+    if not args.all:
+        table = table[LIST_COLUMNS]
+    table = table.assign(image_shape=table["image_shape"].map(lambda s: "x".join(map(str, s))))
+    print(table.to_string(index=False))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from ensemble.grids import save_grid
+    from zoo.catalog import Catalog
+    from zoo.generator import check_n, resolve_labels
+    from zoo.io import atomic_write
+
+    n = check_n(args.n)
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".npz"):
+        raise ValueError(f"--out must end in .png (a grid) or .npz (the arrays), got {str(out)!r}")
+    catalog = Catalog(args.zoo_dir, create=False)
+    gen = catalog.load(args.generator, device=args.device)
+    labels = None
+    if args.labels is not None:
+        labels = _int_list(args.labels, "--labels")
+        if len(labels) == 1:
+            labels = labels * n
+    # Resolve labels here (as sample() would) so the grid can group images by class.
+    labels = resolve_labels(n, labels, gen.num_classes, args.seed)
+    images = gen.sample(n, labels=labels, seed=args.seed)
+    if out.suffix.lower() == ".npz":
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: savez would append ".npz" to a path
+                np.savez_compressed(f, images=images, labels=labels)
+
+        atomic_write(out, write)
+    else:
+        save_grid(images, out, nrow=args.nrow, labels=labels)
+    print(f"wrote {n} images of {catalog.get(args.generator)['name']} to {out}")
+    return 0
+
+
+def _register_torchscript(args: argparse.Namespace) -> int:
+    from zoo.catalog import Catalog
+
+    catalog = Catalog(args.zoo_dir)
+    new_id = catalog.register_torchscript(args.file, name=args.name, latent_dim=args.latent_dim,
+                                          num_classes=args.num_classes,
+                                          image_shape=_image_shape(args.image_shape),
+                                          dataset=args.dataset, copy=not args.no_copy)
+    print(f"registered {args.name} (id {new_id}) in {catalog.path}")
+    return 0
+
+
+def _register_callable(args: argparse.Namespace) -> int:
+    from zoo.catalog import Catalog
+
+    try:
+        kwargs = json.loads(args.kwargs) if args.kwargs else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--kwargs must be a JSON object, got {args.kwargs!r} ({exc})") from exc
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--kwargs must be a JSON object such as '{{\"a\": 1}}', got {args.kwargs!r}")
+    reserved = {"name", "num_classes", "image_shape", "dataset"} & kwargs.keys()
+    if reserved:
+        raise ValueError(f"--kwargs cannot use the reserved keys {sorted(reserved)}")
+    catalog = Catalog(args.zoo_dir)
+    new_id = catalog.register_callable(args.ref, name=args.name, num_classes=args.num_classes,
+                                       image_shape=_image_shape(args.image_shape),
+                                       dataset=args.dataset, **kwargs)
+    print(f"registered {args.name} (id {new_id}) in {catalog.path}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    from zoo.catalog import Catalog
+
+    catalog = Catalog(args.zoo_dir, create=False)
+    row = catalog.remove(args.generator, delete_file=args.delete_file)
+    print(f"removed {row['name']} (id {row['id']}){' and its file' if args.delete_file else ''}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``zoo`` and its actions to the top-level sub-command parsers."""
+    parser = subparsers.add_parser(
+        "zoo", help="train, list, sample and register generators",
+        description="Manage a zoo folder: its generators and their catalog (catalog.sqlite).",
+    )
+    actions = parser.add_subparsers(dest="zoo_command", metavar="ACTION")
+    actions.required = True
+
+    p = actions.add_parser("train", help="train GAN families on a dataset, saving snapshots",
+                           description="Train one run per family; every snapshot joins the catalog.")
+    p.add_argument("--dataset", required=True,
+                   help="MedMNIST flag (e.g. pneumoniamnist), an .npz file or an ImageFolder directory")
+    p.add_argument("--data-root", default=None, help="folder with {flag}.npz (default $GAN_ENSEMBLE_DATA)")
+    p.add_argument("--split", default="train", help="split to train on (default: train)")
+    p.add_argument("--subset", type=int, default=None, help="train on a seeded stratified subset of N images")
+    p.add_argument("--families", required=True, help="comma-separated architectures, e.g. dcgan,lsgan")
+    p.add_argument("--iterations", type=int, default=10000, help="generator updates per run (default 10000)")
+    p.add_argument("--snapshots", default=None,
+                   help="iterations at which to save, e.g. 2000,4000 (default: 5 evenly spaced)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--name", default=None, help="run name (with several families: NAME-family)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
+    p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the generator (0 = off)")
+    p.add_argument("--diffaug", action=argparse.BooleanOptionalAction, default=None,
+                   help="differentiable augmentation")
+    p.add_argument("--output-activation", choices=("tanh", "none"), default=None)
+    p.add_argument("--latent-dim", type=int, default=None)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any other hyper-parameter (VALUE parsed as JSON); repeatable")
+    p.add_argument("--out", required=True, help="zoo folder (created; its catalog is extended)")
+    p.set_defaults(func=_train)
+
+    p = actions.add_parser("list", help="print the catalog of a zoo folder")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("--all", action="store_true", help="print every column")
+    p.set_defaults(func=_list)
+
+    p = actions.add_parser("sample", help="sample a generator into a PNG grid (or .npz)")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("generator", metavar="ID", help="generator id or name")
+    p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--labels", default=None,
+                   help="one label for all images, or n comma-separated labels (default: uniform)")
+    p.add_argument("--nrow", type=int, default=None, help="images per grid row")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="grid.png, or samples.npz for the arrays")
+    p.set_defaults(func=_sample)
+
+    p = actions.add_parser("register-torchscript", help="add a TorchScript generator file")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("file", metavar="FILE", help="module saved with torch.jit.save, (z, labels) -> [-1, 1]")
+    p.add_argument("--name", required=True)
+    p.add_argument("--latent-dim", type=int, required=True)
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--image-shape", required=True, help="H,W or H,W,3 (e.g. 28,28)")
+    p.add_argument("--dataset", default="unknown")
+    p.add_argument("--no-copy", action="store_true", help="record FILE where it is instead of copying it")
+    p.set_defaults(func=_register_torchscript)
+
+    p = actions.add_parser("register-callable", help="add a Python factory 'module:function'")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("ref", metavar="MODULE:FUNCTION",
+                   help="importable factory returning an object with sample(n, labels, seed)")
+    p.add_argument("--name", required=True)
+    p.add_argument("--num-classes", type=int, required=True)
+    p.add_argument("--image-shape", required=True, help="H,W or H,W,3 (e.g. 28,28)")
+    p.add_argument("--dataset", default="unknown")
+    p.add_argument("--kwargs", default=None, help="JSON object of keyword arguments for the factory")
+    p.set_defaults(func=_register_callable)
+
+    p = actions.add_parser("remove", help="remove a generator from the catalog")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("generator", metavar="ID", help="generator id or name")
+    p.add_argument("--delete-file", action="store_true", help="also delete its file")
+    p.set_defaults(func=_remove)
+    return parser

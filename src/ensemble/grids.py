@@ -1,0 +1,88 @@
+"""Sample grids: many small images tiled into one picture (a PNG) for a quick look at a generator.
+
+With ``labels``, each class starts a new row (classes in increasing order), so a class-conditional
+generator's classes can be compared at a glance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from zoo.io import atomic_write
+
+__all__ = ["image_grid", "save_grid"]
+
+
+def _check_images(images: object) -> np.ndarray:
+    if not isinstance(images, np.ndarray):
+        raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got dtype {images.dtype}; sample them with a "
+                         "zoo generator or convert with .astype(np.uint8)")
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
+        raise ValueError(f"images must have shape (N, H, W) or (N, H, W, 3), got {images.shape}")
+    if len(images) == 0:
+        raise ValueError("images is empty; pass at least one image")
+    return images
+
+
+def image_grid(images: np.ndarray, nrow: int | None = None, labels: np.ndarray | None = None,
+               *, padding: int = 2, pad_value: int = 0) -> np.ndarray:
+    """Tile ``images`` into one uint8 picture, ``nrow`` images per row (default: a square grid).
+
+    ``labels`` (one per image) groups the images by class, each class starting a new row.
+    ``padding`` pixels of ``pad_value`` separate the tiles.
+    """
+    images = _check_images(images)
+    n = len(images)
+    if nrow is None:
+        nrow = max(1, math.ceil(math.sqrt(n)))
+    if isinstance(nrow, bool) or not isinstance(nrow, (int, np.integer)) or nrow < 1:
+        raise ValueError(f"nrow (images per row) must be a positive integer, got {nrow!r}")
+    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
+        raise ValueError(f"padding must be a non-negative integer, got {padding!r}")
+    if not 0 <= int(pad_value) <= 255:
+        raise ValueError(f"pad_value must be in [0, 255], got {pad_value!r}")
+    nrow = int(nrow)
+    # rows: lists of image indices (None-free); a class starts a new row when labels are given.
+    rows: list[np.ndarray] = []
+    if labels is None:
+        order = np.arange(n)
+        rows = [order[i:i + nrow] for i in range(0, n, nrow)]
+    else:
+        labels = np.asarray(labels)
+        if labels.shape != (n,):
+            raise ValueError(f"labels must have shape ({n},), one per image, got {labels.shape}")
+        for c in np.unique(labels):
+            members = np.flatnonzero(labels == c)
+            rows.extend(members[i:i + nrow] for i in range(0, len(members), nrow))
+    h, w = images.shape[1:3]
+    extra = images.shape[3:]
+    ncol = min(nrow, max(len(r) for r in rows))
+    grid = np.full((padding + len(rows) * (h + padding), padding + ncol * (w + padding), *extra),
+                   pad_value, dtype=np.uint8)
+    for r, idx in enumerate(rows):
+        for c, i in enumerate(idx):
+            y, x = padding + r * (h + padding), padding + c * (w + padding)
+            grid[y:y + h, x:x + w] = images[i]
+    return grid
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = None,
+              labels: np.ndarray | None = None, **kwargs) -> Path:
+    """Write :func:`image_grid` of ``images`` to ``path`` (PNG, or the format of its suffix), atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot tell the image format of {str(path)!r}; use a .png file name")
+    grid = image_grid(images, nrow=nrow, labels=labels, **kwargs)
+    img = Image.fromarray(grid)  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB"
+    return atomic_write(path, lambda tmp: img.save(tmp, format=fmt))

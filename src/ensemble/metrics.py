@@ -1,0 +1,379 @@
+"""k-NN precision, recall, density and coverage (Naeem et al. 2020), exact and in blocks.
+
+Pure functions on feature arrays. Values equal ``prdc.compute_prdc`` (version 0.2) on the same
+inputs: the comparisons ``dist < radius`` are decided on the very float32 distances prdc compares
+(squared distance in float64 as ``sklearn.metrics.pairwise_distances`` does, cast to float32, then
+square-rooted in float32).
+
+How it is fast and small: distances are computed block by block with a float32 matrix product on
+mean-centred features (O((N+M)·block) memory, never N×M). Each approximate squared distance
+carries a rigorous rounding-error bound; only pairs whose comparison the bound cannot decide
+(a tiny fraction, right at a radius) are recomputed in float64 the reference way. k-NN radii use
+the float32 top-(k+1+margin) candidates, recomputed exactly and checked against the bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from zoo.device import resolve_device
+
+__all__ = [
+    "check_features",
+    "knn_radii",
+    "density_coverage",
+    "d_score",
+    "compare_sets",
+    "PairStats",
+    "PreparedFeatures",
+    "prepare_features",
+    "fake_counts_and_hits",
+    "fid",
+]
+
+_U32 = 2.0**-24  # unit round-off of float32
+_EXTRA_CANDIDATES = 8  # margin of the k-NN candidate search
+_DEFAULT_BLOCK_ELEMS = 1 << 23  # elements of one block of the distance matrix (32 MiB in float32)
+_EXACT_CHUNK = 1 << 16  # pairs recomputed in float64 at once
+
+
+def d_score(density: float | np.ndarray, coverage: float | np.ndarray) -> float | np.ndarray:
+    """d = 2·D·C / (D + C + 1e-6), the harmonic-style mean of density and coverage."""
+    return 2.0 * density * coverage / (density + coverage + 1e-6)
+
+
+def check_features(x: np.ndarray, name: str = "features", min_rows: int = 1) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 (n, D) array, or raise a clear ValueError."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n, D), got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {x.dtype}")
+    if len(x) < min_rows:
+        raise ValueError(f"{name} has {len(x)} rows; at least {min_rows} are needed")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(
+            f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); "
+            "check the embedder's input images"
+        )
+    return x
+
+
+@dataclass
+class PreparedFeatures:
+    """Features on the device, ready for blocked distance work.
+
+    ``c32``/``csq``: mean-centred float32 copy and its squared norms (the fast, approximate path);
+    ``x32``/``sq64``: the original values and their float64 squared norms (the exact path, which
+    upcasts only the rows it gathers).
+    """
+
+    c32: torch.Tensor
+    csq: torch.Tensor
+    x32: torch.Tensor
+    sq64: torch.Tensor
+    center: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.c32.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.c32.shape[1]
+
+
+def prepare_features(x: np.ndarray, *, center: np.ndarray | torch.Tensor | None = None,
+                     device: str | torch.device = "auto", name: str = "features") -> PreparedFeatures:
+    """Move features to ``device`` once, centred on ``center`` (default: their own mean)."""
+    dev = resolve_device(device)
+    x = check_features(x, name)
+    x32 = torch.from_numpy(x).to(dev)
+    x64 = x32.double()
+    if center is None:
+        c = x64.mean(0)
+    else:
+        c = torch.as_tensor(center, dtype=torch.float64, device=dev)
+    c32 = (x64 - c).to(torch.float32)
+    sq64 = (x64 * x64).sum(1)
+    del x64
+    return PreparedFeatures(
+        c32=c32,
+        csq=(c32.double() ** 2).sum(1).to(torch.float32),
+        x32=x32,
+        sq64=sq64,
+        center=c,
+    )
+
+
+def _as_prepared(x, center, device, name) -> PreparedFeatures:
+    if isinstance(x, PreparedFeatures):
+        return x
+    return prepare_features(x, center=center, device=device, name=name)
+
+
+def _gamma(dim: int) -> float:
+    """Bound factor: |approx d² - exact d²| <= gamma · (|a|² + |b|²) for float32 work."""
+    return 2.2 * (dim + 4) * _U32
+
+
+def _approx_d2(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures) -> torch.Tensor:
+    """Approximate squared distances (float32) of rows lo:hi of ``a`` to all of ``b``.
+
+    Rounding error is at most ``_gamma(dim) · (|a_i|² + |b_j|²)`` (centred norms).
+    """
+    d2 = torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0)
+    return d2.add_(a.csq[lo:hi, None])
+
+
+def _exact_dist(a: PreparedFeatures, ia: torch.Tensor, b: PreparedFeatures, ib: torch.Tensor) -> torch.Tensor:
+    """prdc's float32 distance for pairs (ia[p], ib[p]): float64 squared distance → float32 → sqrt."""
+    out = torch.empty(ia.shape[0], dtype=torch.float32, device=a.x32.device)
+    for s in range(0, ia.shape[0], _EXACT_CHUNK):
+        i, j = ia[s:s + _EXACT_CHUNK], ib[s:s + _EXACT_CHUNK]
+        d = -2.0 * (a.x32[i].double() * b.x32[j].double()).sum(1)
+        d += a.sq64[i]
+        d += b.sq64[j]
+        # Round d² to float32 as sklearn does, then take a correctly rounded float32 sqrt: torch's
+        # float32 sqrt on CPU is not always correctly rounded, the float64 one rounded once more is.
+        out[s:s + _EXACT_CHUNK] = d.clamp_min_(0.0).to(torch.float32).double().sqrt_().to(torch.float32)
+    return out
+
+
+def _rows_per_block(n_cols: int, block_elems: int | None) -> int:
+    return max(1, (block_elems or _DEFAULT_BLOCK_ELEMS) // max(1, n_cols))
+
+
+def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | torch.device = "auto",
+              block_elems: int | None = None, name: str = "real features") -> np.ndarray:
+    """Distance from each point to its k-th nearest neighbour in the same set, itself excluded.
+
+    Equals prdc's ``compute_nearest_neighbour_distances``: the (k+1)-th smallest value of each row
+    of the set's own distance matrix (the zero self-distance is the first). Returns float32 (n,).
+    """
+    _check_k(k)
+    p = _as_prepared(x, None, device, name)
+    n = len(p)
+    if n < k + 1:
+        raise ValueError(f"{name} has {n} points; k-NN radii with k={k} need at least k+1 = {k + 1}")
+    m = min(n, k + 1 + _EXTRA_CANDIDATES)
+    radii = torch.empty(n, dtype=torch.float32, device=p.c32.device)
+    bmax = p.csq.max()
+    step = _rows_per_block(n, block_elems)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        d2 = _approx_d2(p, lo, hi, p)
+        vals, idx = torch.topk(d2, m, dim=1, largest=False, sorted=True)
+        del d2
+        rows = torch.arange(lo, hi, device=idx.device)[:, None].expand_as(idx)
+        exact = _exact_dist(p, rows.reshape(-1), p, idx.reshape(-1)).view(hi - lo, m)
+        kth = exact.sort(dim=1).values[:, k]
+        if m < n:
+            # Any point outside the candidates has approx d² >= vals[:, -1]; its exact d² is at least
+            # that minus the bound. If that is still above the k-th exact d², the candidates suffice.
+            bound = _gamma(p.dim) * (p.csq[lo:hi] + bmax)
+            kth2 = kth.double() ** 2 * (1 + 4 * _U32)
+            bad = torch.nonzero(vals[:, -1].double() - bound.double() <= kth2).flatten()
+            for r in bad.tolist():  # rare: recompute the whole row exactly
+                i = torch.full((n,), lo + r, device=idx.device, dtype=torch.long)
+                row = _exact_dist(p, i, p, torch.arange(n, device=idx.device))
+                kth[r] = torch.kthvalue(row, k + 1).values
+        radii[lo:hi] = kth
+    return radii.cpu().numpy()
+
+
+@dataclass
+class PairStats:
+    """Outcome of comparing the distances between set A (n_a points) and set B (n_b points).
+
+    With A's radii ``ra``: ``count_a`` = #{(i, j): d(a_i, b_j) < ra_i}, ``rows_a[i]`` = any_j,
+    ``cols_a[j]`` = any_i. With B's radii ``rb``: ``count_b`` = #{(i, j): d < rb_j},
+    ``rows_b[i]`` = any_j, ``cols_b[j]`` = any_i. Unused sides are None.
+    """
+
+    n_a: int
+    n_b: int
+    count_a: int | None = None
+    rows_a: np.ndarray | None = None
+    cols_a: np.ndarray | None = None
+    count_b: int | None = None
+    rows_b: np.ndarray | None = None
+    cols_b: np.ndarray | None = None
+    n_exact: int = 0  # pairs the error bound could not decide, recomputed exactly
+
+
+def _decide(d2: torch.Tensor, lo_thr: torch.Tensor, hi_thr: torch.Tensor, radius: torch.Tensor,
+            a: PreparedFeatures, b: PreparedFeatures, lo: int, rows_side: bool):
+    """Boolean block [d < radius]: sure below ``lo_thr``, sure above ``hi_thr``, exact in between."""
+    shape = (-1, 1) if rows_side else (1, -1)
+    inside = d2 < lo_thr.view(shape)
+    maybe = d2 <= hi_thr.view(shape)
+    n_unsure = int(torch.count_nonzero(maybe)) - int(torch.count_nonzero(inside))
+    if n_unsure:
+        ii, jj = torch.nonzero(maybe.logical_xor_(inside), as_tuple=True)
+        dist = _exact_dist(a, ii + lo, b, jj)
+        r = radius[ii + lo] if rows_side else radius[jj]
+        inside[ii, jj] = dist < r
+    return inside, n_unsure
+
+
+def _bands(radius: torch.Tensor, own_sq: torch.Tensor, other_max_sq: torch.Tensor, gamma: float):
+    """Thresholds on approximate d² below/above which [d < radius] is certain."""
+    thr2 = radius.double().pow(2)
+    slack = gamma * (own_sq.double() + other_max_sq.double()) + thr2 * (8 * _U32)
+    return (thr2 - slack).float(), (thr2 + slack).float()
+
+
+def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device = "auto",
+                 block_elems: int | None = None, need: tuple[str, ...] | None = None) -> PairStats:
+    """Count and flag the pairs of A × B that fall inside A's and/or B's k-NN balls.
+
+    ``a``/``b`` are feature arrays or :class:`PreparedFeatures` (sharing one centre). One pass over
+    the distance blocks serves both directions, so d(A, B) and d(B, A) cost one matrix product.
+    ``need`` names the :class:`PairStats` fields wanted (default: all that the radii allow);
+    skipping unused ones saves passes over each block.
+    """
+    need = set(need) if need is not None else {"rows_a", "cols_a", "rows_b", "cols_b"}
+    if radii_a is None and radii_b is None:
+        raise ValueError("compare_sets needs radii_a, radii_b or both")
+    pa = _as_prepared(a, None, device, "features A")
+    pb = _as_prepared(b, pa.center, pa.c32.device, "features B")
+    if pa.dim != pb.dim:
+        raise ValueError(f"feature dimensions differ: {pa.dim} vs {pb.dim}; embed both with one backbone")
+    if not torch.equal(pa.center, pb.center):
+        pb = prepare_features(pb.x32.cpu().numpy(), center=pa.center, device=pa.c32.device)
+    dev = pa.c32.device
+    na, nb = len(pa), len(pb)
+    out = PairStats(n_a=na, n_b=nb)
+    ra = rb = None
+    gamma = _gamma(pa.dim)
+    if radii_a is not None:
+        ra = _radii_tensor(radii_a, na, "radii_a", dev)
+        lo_a, hi_a = _bands(ra, pa.csq, pb.csq.max(), gamma)
+        out.count_a = 0
+        rows_a = torch.zeros(na, dtype=torch.bool, device=dev)
+        cols_a = torch.zeros(nb, dtype=torch.bool, device=dev)
+    if radii_b is not None:
+        rb = _radii_tensor(radii_b, nb, "radii_b", dev)
+        lo_b, hi_b = _bands(rb, pb.csq, pa.csq.max(), gamma)
+        out.count_b = 0
+        rows_b = torch.zeros(na, dtype=torch.bool, device=dev)
+        cols_b = torch.zeros(nb, dtype=torch.bool, device=dev)
+    step = _rows_per_block(nb, block_elems)
+    for lo in range(0, na, step):
+        hi = min(na, lo + step)
+        d2 = _approx_d2(pa, lo, hi, pb)
+        if ra is not None:
+            inside, nu = _decide(d2, lo_a[lo:hi], hi_a[lo:hi], ra, pa, pb, lo, rows_side=True)
+            out.count_a += int(torch.count_nonzero(inside))
+            if "rows_a" in need:
+                rows_a[lo:hi] = inside.any(1)
+            if "cols_a" in need:
+                cols_a |= inside.any(0)
+            out.n_exact += nu
+        if rb is not None:
+            inside, nu = _decide(d2, lo_b, hi_b, rb, pa, pb, lo, rows_side=False)
+            out.count_b += int(torch.count_nonzero(inside))
+            if "rows_b" in need:
+                rows_b[lo:hi] = inside.any(1)
+            if "cols_b" in need:
+                cols_b |= inside.any(0)
+            out.n_exact += nu
+        del d2
+    if ra is not None:
+        out.rows_a = rows_a.cpu().numpy() if "rows_a" in need else None
+        out.cols_a = cols_a.cpu().numpy() if "cols_a" in need else None
+    if rb is not None:
+        out.rows_b = rows_b.cpu().numpy() if "rows_b" in need else None
+        out.cols_b = cols_b.cpu().numpy() if "cols_b" in need else None
+    return out
+
+
+def _radii_tensor(r, n: int, name: str, dev) -> torch.Tensor:
+    r = np.asarray(r.cpu() if isinstance(r, torch.Tensor) else r, dtype=np.float32)
+    if r.shape != (n,):
+        raise ValueError(f"{name} has shape {r.shape}, expected ({n},): one radius per point")
+    if not np.isfinite(r).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return torch.from_numpy(r).to(dev)
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer (the paper uses k=5), got {k!r}")
+
+
+def fake_counts_and_hits(real, radii, fake, *, device: str | torch.device = "auto",
+                         block_elems: int | None = None) -> tuple[int, np.ndarray]:
+    """For one fake set: cnt = Σ_j Σ_i [‖s_j − r_i‖ < ρ_i] and hits[i] = [min_j ‖r_i − s_j‖ < ρ_i].
+
+    These are the sufficient statistics of the exact Intra-d decomposition (METHOD.md §3).
+    """
+    st = compare_sets(real, fake, radii_a=radii, device=device, block_elems=block_elems,
+                      need=("rows_a",))
+    return st.count_a, st.rows_a
+
+
+def density_coverage(*, real, fake, k: int = 5, real_radii: np.ndarray | None = None,
+                     fake_radii: np.ndarray | None = None, precision_recall: bool = True,
+                     device: str | torch.device = "auto", block_elems: int | None = None) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake`` against ``real`` (keyword-only).
+
+    ``real_radii`` (from :func:`knn_radii`) can be passed to reuse them across calls. With
+    ``precision_recall=False`` the fake set's own k-NN radii are not needed and recall is NaN.
+    Also returns ``d`` = d_score(density, coverage).
+    """
+    _check_k(k)
+    real = check_features(real, "real features", min_rows=k + 1)
+    fake = check_features(fake, "fake features", min_rows=1)
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"real features have dimension {real.shape[1]} but fake have {fake.shape[1]}; "
+            "embed both with the same backbone"
+        )
+    pr = prepare_features(real, device=device, name="real features")
+    pf = prepare_features(fake, center=pr.center, device=pr.c32.device, name="fake features")
+    if real_radii is None:
+        real_radii = knn_radii(pr, k, block_elems=block_elems)
+    if precision_recall and fake_radii is None:
+        if len(fake) < k + 1:
+            raise ValueError(f"recall needs at least k+1 = {k + 1} fake points, got {len(fake)}; "
+                             "pass precision_recall=False")
+        fake_radii = knn_radii(pf, k, block_elems=block_elems, name="fake features")
+    st = compare_sets(pr, pf, radii_a=real_radii, radii_b=fake_radii if precision_recall else None,
+                      block_elems=block_elems)
+    density = st.count_a / (k * len(fake))
+    coverage = float(st.rows_a.mean())
+    return {
+        "precision": float(st.cols_a.mean()),
+        "recall": float(st.rows_b.mean()) if precision_recall else math.nan,
+        "density": float(density),
+        "coverage": coverage,
+        "d": float(d_score(density, coverage)),
+    }
+
+
+def fid(real_features: np.ndarray, fake_features: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (FID on these embeddings)."""
+    from scipy import linalg
+
+    r = check_features(real_features, "real features", min_rows=2).astype(np.float64)
+    f = check_features(fake_features, "fake features", min_rows=2).astype(np.float64)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"feature dimensions differ: {r.shape[1]} vs {f.shape[1]}")
+    mu1, mu2 = r.mean(0), f.mean(0)
+    s1, s2 = np.cov(r, rowvar=False), np.cov(f, rowvar=False)
+    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
+    if not np.isfinite(covmean).all():
+        eps = 1e-6 * np.eye(s1.shape[0])
+        covmean = linalg.sqrtm((s1 + eps).dot(s2 + eps))
+    covmean = np.real(covmean)
+    diff = mu1 - mu2
+    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean))

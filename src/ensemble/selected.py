@@ -1,0 +1,61 @@
+"""The selected ensemble G*: member names, objective values, and how it was chosen.
+
+Saved as ``selected.json``; read by the export and downstream stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from zoo.io import atomic_write
+
+__all__ = ["Ensemble"]
+
+
+@dataclass
+class Ensemble:
+    """A chosen ensemble. ``members`` are generator names as in the catalog and score tables."""
+
+    members: list[str]
+    intra_d: float = float("nan")
+    inter_d: float = float("nan")
+    rule: str = "manual"
+    rule_params: dict = field(default_factory=dict)
+    note: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.members = [str(m) for m in self.members]
+        if len(self.members) == 0:
+            raise ValueError("an ensemble needs at least one member; got an empty list")
+        if len(set(self.members)) != len(self.members):
+            raise ValueError(f"ensemble members repeat: {self.members}")
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``selected.json`` atomically."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        return atomic_write(path, lambda p: p.write_text(text + "\n"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Ensemble:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"selected-ensemble file {str(p)!r} not found; run `gan-ensemble search` first")
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p} is not valid JSON ({exc})") from exc
+        if "members" not in d:
+            raise ValueError(f"{p} has no 'members' list; is it a selected.json from `gan-ensemble search`?")
+        known = {"members", "intra_d", "inter_d", "rule", "rule_params", "note", "meta"}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,463 @@
+"""The zoo catalog: one SQLite file (``catalog.sqlite``) listing every generator of a zoo folder.
+
+Each row records what a generator is (kind, architecture, config, dataset, image shape, classes,
+iteration), where it lives (a path relative to the zoo folder, so the folder can move; for
+callables the ``module:function`` reference) and the sha256 of its bytes (of the module source for
+callables), checked again before it is loaded. Several training processes may write to one
+catalog at once: the database runs in WAL mode and every operation is a short transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from zoo.generator import (
+    CallableGenerator,
+    Generator,
+    TorchScriptGenerator,
+    normalize_image_shape,
+    parse_ref,
+)
+from zoo.io import atomic_write, sha256_file
+
+__all__ = ["Catalog", "GeneratorNotFoundError", "CATALOG_FILE", "KINDS", "COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+CATALOG_FILE = "catalog.sqlite"
+KINDS = ("native", "torchscript", "callable")
+COLUMNS = ("id", "name", "run", "kind", "architecture", "config", "dataset", "image_shape",
+           "num_classes", "iteration", "path", "sha256", "created")
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS generators (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    name         TEXT    NOT NULL UNIQUE,
+    run          TEXT    NOT NULL,
+    kind         TEXT    NOT NULL CHECK (kind IN ('native', 'torchscript', 'callable')),
+    architecture TEXT    NOT NULL,
+    config       TEXT    NOT NULL,
+    dataset      TEXT    NOT NULL,
+    image_shape  TEXT    NOT NULL,
+    num_classes  INTEGER NOT NULL,
+    iteration    INTEGER NOT NULL,
+    path         TEXT    NOT NULL,
+    sha256       TEXT    NOT NULL,
+    created      TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS generators_run ON generators (run);
+"""
+
+
+class GeneratorNotFoundError(KeyError, ValueError):
+    """No catalog row with that id or name (a KeyError and a ValueError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _safe_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "generator"
+
+
+def ref_source_file(ref: str) -> Path:
+    """The source file of the module named in ``"module:function"`` (hashed to notice changes)."""
+    module_name, _ = parse_ref(ref)
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError) as exc:
+        raise ValueError(f"cannot find module {module_name!r} of {ref!r} ({exc}); install it or add "
+                         "its folder to PYTHONPATH") from exc
+    if spec is None:
+        raise ValueError(f"cannot find module {module_name!r} of {ref!r}; install it or add its "
+                         "folder to PYTHONPATH")
+    origin = spec.origin
+    if not origin or not Path(origin).is_file():
+        raise ValueError(f"module {module_name!r} of {ref!r} has no source file to hash "
+                         f"(origin {origin!r}); put the factory in a regular .py module")
+    return Path(origin)
+
+
+class Catalog:
+    """The generators of one zoo folder, stored in ``zoo_dir/catalog.sqlite``.
+
+    ``create=False`` refuses a folder without a catalog (useful for read-only commands).
+    """
+
+    def __init__(self, zoo_dir: str | os.PathLike, create: bool = True) -> None:
+        self.zoo_dir = Path(zoo_dir).expanduser()
+        self.path = self.zoo_dir / CATALOG_FILE
+        if self.zoo_dir.exists() and not self.zoo_dir.is_dir():
+            raise ValueError(f"zoo folder {str(self.zoo_dir)!r} is a file; pass a folder")
+        if not self.path.is_file():
+            if not create:
+                raise FileNotFoundError(
+                    f"no zoo catalog at {str(self.path)!r}; train one with "
+                    "`gan-ensemble zoo train --out DIR` or open it with create=True"
+                )
+            self.zoo_dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            if create:
+                with con:
+                    con.executescript(_SCHEMA)
+                    if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "generators" not in tables:
+            raise ValueError(f"{str(self.path)!r} is not a gan-ensemble catalog (no generators "
+                             "table); pass the zoo folder that `gan-ensemble zoo train` created")
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"catalog {str(self.path)!r} has schema version {version}, newer than "
+                             f"this gan-ensemble reads ({SCHEMA_VERSION}); upgrade gan-ensemble")
+
+    # ------------------------------------------------------------------ sqlite plumbing
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            con = sqlite3.connect(self.path, timeout=60.0)
+        except sqlite3.Error as exc:
+            raise ValueError(f"cannot open catalog {str(self.path)!r}: {exc}") from exc
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA busy_timeout = 60000")
+            try:
+                mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":  # e.g. a filesystem without shared memory
+                    log.debug("catalog %s runs in journal mode %s", self.path, mode)
+            except sqlite3.DatabaseError as exc:
+                raise ValueError(f"{str(self.path)!r} is not a SQLite catalog ({exc}); "
+                                 "pass the zoo folder that `gan-ensemble zoo train` created") from exc
+            yield con
+        finally:
+            con.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.zoo_dir)!r}, {len(self)} generators)"
+
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        with self._connect() as con:
+            return int(con.execute("SELECT COUNT(*) FROM generators").fetchone()[0])
+
+    def __contains__(self, id_or_name: object) -> bool:
+        try:
+            self._find(id_or_name)
+        except (GeneratorNotFoundError, ValueError):
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        """Generator names, in id order."""
+        with self._connect() as con:
+            return [r[0] for r in con.execute("SELECT name FROM generators ORDER BY id")]
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> dict:
+        out = {k: row[k] for k in COLUMNS}
+        out["config"] = json.loads(out["config"])
+        out["image_shape"] = tuple(json.loads(out["image_shape"]))
+        return out
+
+    def _find(self, id_or_name: object) -> dict:
+        if isinstance(id_or_name, (bool, np.bool_)) or not isinstance(id_or_name, (int, np.integer, str)):
+            raise ValueError(f"a generator is named by its id (int) or name (str), got {id_or_name!r}")
+        with self._connect() as con:
+            if isinstance(id_or_name, str):
+                row = con.execute("SELECT * FROM generators WHERE name = ?", (id_or_name,)).fetchone()
+                if row is None and id_or_name.strip().isdigit():
+                    row = con.execute("SELECT * FROM generators WHERE id = ?",
+                                      (int(id_or_name),)).fetchone()
+            else:
+                row = con.execute("SELECT * FROM generators WHERE id = ?", (int(id_or_name),)).fetchone()
+            if row is not None:
+                return self._decode(row)
+            known = [r[0] for r in con.execute("SELECT name FROM generators ORDER BY id LIMIT 8")]
+            total = con.execute("SELECT COUNT(*) FROM generators").fetchone()[0]
+        what = "id" if not isinstance(id_or_name, str) else "name or id"
+        if total == 0:
+            hint = "the catalog is empty; train generators or register some first"
+        else:
+            more = f", ... ({total} in all)" if total > len(known) else ""
+            hint = f"known: {', '.join(known)}{more}"
+        raise GeneratorNotFoundError(
+            f"no generator with {what} {id_or_name!r} in {str(self.path)!r}; {hint}"
+        )
+
+    def get(self, id_or_name: int | str) -> dict:
+        """The catalog row of a generator (``config`` a dict, ``image_shape`` a tuple)."""
+        return self._find(id_or_name)
+
+    def list(self) -> pd.DataFrame:
+        """All generators as a DataFrame, sorted by id."""
+        with self._connect() as con:
+            rows = [self._decode(r) for r in con.execute("SELECT * FROM generators ORDER BY id")]
+        return pd.DataFrame(rows, columns=list(COLUMNS))
+
+    def file_path(self, id_or_name: int | str) -> Path | None:
+        """Absolute path of a generator's file (None for callables)."""
+        return self._file_of(self._find(id_or_name))
+
+    def _file_of(self, row: Mapping[str, Any]) -> Path | None:
+        if row["kind"] == "callable":
+            return None
+        p = Path(row["path"])
+        return p if p.is_absolute() else self.zoo_dir / p
+
+    # ------------------------------------------------------------------ writing
+
+    def _relative(self, path: str | os.PathLike) -> tuple[Path, str]:
+        """Resolve a file path (relative to the zoo folder, else the working directory)."""
+        p = Path(path).expanduser()
+        if not p.is_absolute():
+            in_zoo = self.zoo_dir / p
+            p = in_zoo if in_zoo.is_file() or not p.is_file() else p
+        p = p.resolve()
+        if not p.is_file():
+            raise FileNotFoundError(f"generator file {str(path)!r} not found (looked in "
+                                    f"{str(self.zoo_dir)!r} and the working directory)")
+        try:
+            return p, p.relative_to(self.zoo_dir.resolve()).as_posix()
+        except ValueError:
+            log.warning("%s lies outside the zoo folder %s; recording its absolute path", p, self.zoo_dir)
+            return p, str(p)
+
+    def add(self, **row: Any) -> int:
+        """Add one generator; return its id.
+
+        Keys: ``path`` (required), ``run``, ``iteration``, ``name`` (default ``"{run}@{iteration}"``),
+        ``kind`` (default ``"native"``), ``architecture``, ``config``, ``dataset``, ``image_shape``,
+        ``num_classes``, ``sha256`` (computed from the file when left out, verified when given).
+        For native checkpoints, missing architecture/config/iteration/shape come from the file.
+        """
+        allowed = set(COLUMNS) - {"id", "created"}
+        unknown = sorted(set(row) - allowed)
+        if unknown:
+            raise ValueError(f"unknown catalog field(s) {unknown}; allowed: {sorted(allowed)}")
+        if "path" not in row:
+            raise ValueError("add() needs path=, the generator file (or 'module:function' for callables)")
+        kind = row.get("kind", "native")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        rec = dict(row)
+        rec["kind"] = kind
+        if kind == "callable":
+            parse_ref(rec["path"])
+            digest = sha256_file(ref_source_file(rec["path"]))
+            stored_path = rec["path"]
+        else:
+            abs_path, stored_path = self._relative(rec["path"])
+            digest = sha256_file(abs_path)
+            if kind == "native" and not {"architecture", "config", "iteration"} <= rec.keys():
+                from zoo.checkpoint import read_checkpoint
+
+                payload = read_checkpoint(abs_path)
+                rec.setdefault("architecture", payload["architecture"])
+                rec.setdefault("config", payload["config"])
+                rec.setdefault("iteration", int(payload["iteration"]))
+        given = rec.get("sha256")
+        if given is not None and given != digest:
+            raise ValueError(f"sha256 {given!r} given for {rec['path']!r} does not match the file "
+                             f"({digest}); leave sha256 out to have it computed")
+        rec["sha256"] = digest
+        rec["path"] = stored_path
+        if kind == "native":
+            from zoo.checkpoint import REQUIRED_CONFIG, config_image_shape
+
+            cfg = rec.get("config")
+            if isinstance(cfg, Mapping) and all(k in cfg for k in REQUIRED_CONFIG):
+                rec.setdefault("image_shape", config_image_shape(cfg))
+                rec.setdefault("num_classes", cfg["num_classes"])
+        for key in ("architecture", "config", "image_shape", "num_classes"):
+            if rec.get(key) is None:
+                raise ValueError(f"add() needs {key}= for a {kind} generator")
+        rec.setdefault("iteration", 0)
+        it = rec["iteration"]
+        if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 0:
+            raise ValueError(f"iteration must be a non-negative integer, got {it!r}")
+        if "run" not in rec and "name" not in rec:
+            raise ValueError("add() needs run= (the training run) or name=")
+        rec.setdefault("run", rec.get("name"))
+        rec.setdefault("name", f"{rec['run']}@{int(it)}")
+        for key in ("name", "run", "architecture"):
+            if not isinstance(rec[key], str) or not rec[key].strip():
+                raise ValueError(f"{key} must be a non-empty string, got {rec[key]!r}")
+        rec.setdefault("dataset", "unknown")
+        if not isinstance(rec["config"], Mapping):
+            raise ValueError(f"config must be a dict, got {type(rec['config']).__name__}")
+        try:
+            config_json = json.dumps(dict(rec["config"]), sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config must be JSON-serialisable ({exc})") from exc
+        shape = normalize_image_shape(rec["image_shape"])
+        nc = rec["num_classes"]
+        if isinstance(nc, bool) or not isinstance(nc, (int, np.integer)) or nc < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {nc!r}")
+        values = (rec["name"], rec["run"], kind, rec["architecture"], config_json, str(rec["dataset"]),
+                  json.dumps(list(shape)), int(nc), int(it), rec["path"], digest, _now())
+        with self._connect() as con:
+            try:
+                with con:
+                    cur = con.execute(
+                        "INSERT INTO generators (name, run, kind, architecture, config, dataset, "
+                        "image_shape, num_classes, iteration, path, sha256, created) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc).upper():
+                    other = con.execute("SELECT id FROM generators WHERE name = ?", (rec["name"],)).fetchone()
+                    raise ValueError(
+                        f"a generator named {rec['name']!r} is already in the catalog (id "
+                        f"{other[0] if other else '?'}); choose another name or remove it first"
+                    ) from exc
+                raise ValueError(f"cannot add {rec['name']!r} to the catalog: {exc}") from exc
+            new_id = int(cur.lastrowid)
+        log.info("catalog %s: added %s (id %d)", self.path, rec["name"], new_id)
+        return new_id
+
+    def remove(self, id_or_name: int | str, delete_file: bool = False) -> dict:
+        """Remove a generator's row (and, with ``delete_file``, its file); return the removed row."""
+        row = self._find(id_or_name)
+        with self._connect() as con, con:
+            con.execute("DELETE FROM generators WHERE id = ?", (row["id"],))
+        if delete_file:
+            f = self._file_of(row)
+            if f is not None:
+                f.unlink(missing_ok=True)
+        log.info("catalog %s: removed %s (id %d)", self.path, row["name"], row["id"])
+        return row
+
+    # ------------------------------------------------------------------ loading
+
+    def _verify_file(self, row: Mapping[str, Any]) -> Path:
+        f = self._file_of(row)
+        assert f is not None
+        label = f"generator {row['name']!r} (id {row['id']})"
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{label}: file {str(f)!r} is missing; restore it, or remove the entry with "
+                f"`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`"
+            )
+        actual = sha256_file(f)
+        if actual != row["sha256"]:
+            raise ValueError(
+                f"{label}: file {str(f)!r} has sha256 {actual[:12]}..., but the catalog recorded "
+                f"{row['sha256'][:12]}...; the file was changed since it was registered: restore "
+                f"it, or remove the entry (`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`) "
+                "and register the file again"
+            )
+        return f
+
+    def load(self, id_or_name: int | str, device: str | torch.device = "auto",
+             batch_size: int = 256) -> Generator:
+        """Load a generator after checking its file (or module source) against the recorded sha256."""
+        row = self._find(id_or_name)
+        kind = row["kind"]
+        if kind == "native":
+            from zoo.checkpoint import load_generator
+
+            gen: Any = load_generator(self._verify_file(row), device=device, batch_size=batch_size)
+        elif kind == "torchscript":
+            cfg = row["config"]
+            gen = TorchScriptGenerator(self._verify_file(row), latent_dim=cfg["latent_dim"],
+                                       num_classes=row["num_classes"], image_shape=row["image_shape"],
+                                       device=device, batch_size=batch_size)
+        else:
+            src = ref_source_file(row["path"])
+            actual = sha256_file(src)
+            if actual != row["sha256"]:
+                raise ValueError(
+                    f"generator {row['name']!r} (id {row['id']}): module source {str(src)!r} changed "
+                    "since it was registered (sha256 differs); undo the change, or remove the entry "
+                    f"(`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`) and register it again"
+                )
+            gen = CallableGenerator(row["path"], num_classes=row["num_classes"],
+                                    image_shape=row["image_shape"], **row["config"].get("kwargs", {}))
+        if tuple(gen.image_shape) != tuple(row["image_shape"]) or gen.num_classes != row["num_classes"]:
+            raise ValueError(
+                f"generator {row['name']!r} (id {row['id']}) loads with image_shape "
+                f"{gen.image_shape} and {gen.num_classes} classes, but the catalog says "
+                f"{row['image_shape']} and {row['num_classes']}; remove and re-register it"
+            )
+        return gen
+
+    # ------------------------------------------------------------------ foreign generators
+
+    def _check_new_name(self, name: object) -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        if name in self.names():
+            raise ValueError(f"a generator named {name!r} is already in the catalog; choose another "
+                             "name or remove it first")
+        return name
+
+    def register_torchscript(self, path: str | os.PathLike, *, name: str, latent_dim: int,
+                             num_classes: int, image_shape: Sequence[int], dataset: str = "unknown",
+                             copy: bool = True) -> int:
+        """Register a TorchScript generator file (copied into ``zoo_dir/foreign/`` unless copy=False).
+
+        The module is loaded and asked for two images first, so a file that cannot sample is refused.
+        """
+        name = self._check_new_name(name)
+        src = Path(path).expanduser()
+        gen = TorchScriptGenerator(src, latent_dim=latent_dim, num_classes=num_classes,
+                                   image_shape=image_shape, device="cpu")
+        gen.sample(2, seed=0)
+        digest = sha256_file(src)
+        dest = src
+        copied = False
+        if copy:
+            dest = self.zoo_dir / "foreign" / f"{_safe_filename(name)}-{digest[:12]}{src.suffix or '.pt'}"
+            if not dest.is_file():
+                atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
+                copied = True
+        config = {"latent_dim": gen.latent_dim, "num_classes": gen.num_classes,
+                  "image_shape": list(gen.image_shape), "source": str(src.resolve())}
+        try:
+            return self.add(path=dest, name=name, run=name, kind="torchscript",
+                            architecture="torchscript", config=config, dataset=dataset,
+                            image_shape=gen.image_shape, num_classes=gen.num_classes,
+                            iteration=0, sha256=digest)
+        except BaseException:
+            if copied:
+                dest.unlink(missing_ok=True)
+            raise
+
+    def register_callable(self, ref: str, *, name: str, num_classes: int, image_shape: Sequence[int],
+                          dataset: str = "unknown", **kwargs: Any) -> int:
+        """Register a ``"module:function"`` factory (called with ``**kwargs``) as a generator.
+
+        The sha256 is that of the module's source file, so an edited module is noticed at load time
+        (only that file is hashed: other files it reads are not tracked).
+        """
+        name = self._check_new_name(name)
+        try:
+            json.dumps(kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"factory keyword arguments must be JSON-serialisable ({exc})") from exc
+        gen = CallableGenerator(ref, num_classes=num_classes, image_shape=image_shape, **kwargs)
+        gen.sample(2, seed=0)
+        return self.add(path=ref, name=name, run=name, kind="callable", architecture="callable",
+                        config={"kwargs": kwargs}, dataset=dataset, image_shape=gen.image_shape,
+                        num_classes=gen.num_classes, iteration=0)

@@ -1,0 +1,178 @@
+"""Building blocks shared by the GAN families (small enough to train on a CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = [
+    "base_size",
+    "OutputActivation",
+    "ConditionalBatchNorm2d",
+    "ResBlockUp",
+    "ResBlockDown",
+    "PixelNorm",
+    "MinibatchStd",
+    "EqualConv2d",
+    "EqualLinear",
+    "label_maps",
+    "maybe_sn",
+    "dcgan_init",
+]
+
+
+def base_size(image_size: int) -> int:
+    """Side of the first feature map: two 2x upsamplings reach the image (7->28, 8->32)."""
+    if image_size not in (28, 32):
+        raise ValueError(f"image_size must be 28 or 32, got {image_size!r}")
+    return image_size // 4
+
+
+class OutputActivation(nn.Module):
+    """``tanh`` (images in [-1, 1]) or ``none`` (linear output; sampling clamps)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        if kind not in ("tanh", "none"):
+            raise ValueError(f"output_activation must be 'tanh' or 'none', got {kind!r}")
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x) if self.kind == "tanh" else x
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose gain and bias are looked up per class (cGANs with projection D)."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Embedding(num_classes, channels)
+        self.bias = nn.Embedding(num_classes, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = self.bn(x)
+        return h * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
+
+
+class ResBlockUp(nn.Module):
+    """Pre-activation residual block with 2x nearest upsampling and class-conditional BN."""
+
+    def __init__(self, cin: int, cout: int, num_classes: int) -> None:
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm2d(cin, num_classes)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm2d(cout, num_classes)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.bn1(x, labels))
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = self.conv1(h)
+        h = self.conv2(F.relu(self.bn2(h, labels)))
+        return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
+    """Spectral normalisation of ``module``'s weight when ``enabled``."""
+    return spectral_norm(module) if enabled else module
+
+
+class ResBlockDown(nn.Module):
+    """Discriminator residual block (optional 2x average-pool downsampling, optional SN)."""
+
+    def __init__(self, cin: int, cout: int, *, down: bool, sn: bool, preact: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.down = down
+        self.preact = preact
+        self.conv1 = maybe_sn(nn.Conv2d(cin, cout, 3, padding=1), sn)
+        self.conv2 = maybe_sn(nn.Conv2d(cout, cout, 3, padding=1), sn)
+        self.skip = maybe_sn(nn.Conv2d(cin, cout, 1), sn) if (cin != cout or down) else None
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(x) if self.preact else x
+        h = self.conv1(h)
+        h = self.conv2(F.relu(h))
+        if self.down:
+            h = F.avg_pool2d(h, 2)
+        s = x
+        if self.skip is not None:
+            if self.preact:
+                s = self.skip(s)
+                s = F.avg_pool2d(s, 2) if self.down else s
+            else:  # first block: pool then convolve the raw image (as in SNGAN)
+                s = F.avg_pool2d(s, 2) if self.down else s
+                s = self.skip(s)
+        return self.drop(h + s)
+
+
+class PixelNorm(nn.Module):
+    """Normalise each pixel's feature vector to unit RMS (ProGAN generator)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class MinibatchStd(nn.Module):
+    """Append the batch's mean feature standard deviation as one extra channel (ProGAN D)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            std = x.std(dim=0, unbiased=False).mean()
+        else:
+            std = x.new_zeros(())
+        return torch.cat([x, std.expand(x.shape[0], 1, x.shape[2], x.shape[3])], dim=1)
+
+
+class EqualConv2d(nn.Module):
+    """Conv with the equalised learning rate of ProGAN (He scale applied at run time)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, padding: int = 0) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, kernel, kernel))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale = 1.0 / math.sqrt(cin * kernel * kernel)
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with the equalised learning rate of ProGAN."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin))
+        self.bias = nn.Parameter(torch.zeros(cout))
+        self.scale = 1.0 / math.sqrt(cin)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias)
+
+
+def label_maps(labels: torch.Tensor, num_classes: int, size: int) -> torch.Tensor:
+    """One-hot labels as ``num_classes`` constant feature maps of side ``size``."""
+    onehot = F.one_hot(labels, num_classes).to(torch.float32)
+    return onehot[:, :, None, None].expand(-1, -1, size, size)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN initialisation: N(0, 0.02) for convolutions and linears, N(1, 0.02) for BN gains."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,181 @@
+"""Progressive growing of GANs (Karras et al. 2018), class-conditional, 7->14->28 or 8->16->32.
+
+Training grows both nets one resolution at a time: ``stage_iters`` iterations at the base
+resolution, then per new resolution ``stage_iters`` iterations fading it in (``alpha`` 0 -> 1)
+and ``stage_iters`` iterations stable. :func:`progan_schedule` derives ``(stage, alpha)`` from
+the iteration alone, and both nets keep them in buffers, so a saved generator or a resumed run
+knows exactly where it is. The generator always returns full-size images (a lower stage's output
+is upsampled with nearest neighbours); the discriminator average-pools its input to the stage's
+resolution. Pixel norm, minibatch standard deviation and equalised learning rate as in the paper;
+labels enter as one-hot on ``z`` and through a projection term in the discriminator.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import Architecture, register_architecture
+from .blocks import (
+    EqualConv2d,
+    EqualLinear,
+    MinibatchStd,
+    OutputActivation,
+    PixelNorm,
+    base_size,
+)
+from .common import common_defaults
+
+__all__ = ["progan_schedule", "ProGANGenerator", "ProGANDiscriminator", "NUM_GROWTHS"]
+
+#: Resolution doublings after the base stage (7->14->28, 8->16->32).
+NUM_GROWTHS = 2
+
+
+def progan_schedule(iteration: int, stage_iters: int, growths: int = NUM_GROWTHS) -> tuple[int, float]:
+    """``(stage, alpha)`` in force during training iteration ``iteration`` (1-based).
+
+    Stage 0 runs for ``stage_iters`` iterations; each later stage fades in over ``stage_iters``
+    iterations (``alpha`` rising to 1) and then trains stable for ``stage_iters`` iterations.
+    """
+    if stage_iters < 1:
+        raise ValueError(f"stage_iters must be >= 1, got {stage_iters!r}")
+    t = int(iteration) - 1
+    if t < stage_iters:
+        return 0, 1.0
+    t -= stage_iters
+    stage = t // (2 * stage_iters) + 1
+    if stage > growths:
+        return growths, 1.0
+    r = t % (2 * stage_iters)
+    alpha = (r + 1) / stage_iters if r < stage_iters else 1.0
+    return stage, float(min(alpha, 1.0))
+
+
+def _channels(w: int) -> list[int]:
+    """Feature channels per stage (base, x2, x4 resolution)."""
+    return [2 * w, 2 * w, w]
+
+
+class _Progressive(nn.Module):
+    """Holds the growth state in buffers so that it is saved with the weights."""
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__()
+        self.stage_iters = int(cfg["stage_iters"])
+        self.register_buffer("stage", torch.zeros((), dtype=torch.long))
+        self.register_buffer("alpha", torch.ones((), dtype=torch.float32))
+
+    def set_iteration(self, iteration: int) -> None:
+        """Move to the stage and fade-in ``alpha`` of training iteration ``iteration``."""
+        stage, alpha = progan_schedule(iteration, self.stage_iters)
+        self.stage.fill_(stage)
+        self.alpha.fill_(alpha)
+
+    def _progress(self) -> tuple[int, float]:
+        return int(self.stage), float(self.alpha)
+
+
+class ProGANGenerator(_Progressive):
+    """Progressive generator: ``(z, labels) -> (n, C, H, W)`` at full size in every stage."""
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__(cfg)
+        c = _channels(int(cfg["g_width"]))
+        self.num_classes = int(cfg["num_classes"])
+        self.s0 = base_size(cfg["image_size"])
+        self.c0 = c[0]
+        cout = int(cfg["channels"])
+        self.pn = PixelNorm()
+        self.fc = EqualLinear(int(cfg["latent_dim"]) + self.num_classes, c[0] * self.s0 * self.s0)
+        self.base = EqualConv2d(c[0], c[0], 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EqualConv2d(c[k - 1], c[k], 3, padding=1),
+                           EqualConv2d(c[k], c[k], 3, padding=1)])
+            for k in range(1, NUM_GROWTHS + 1)
+        )
+        self.to_rgb = nn.ModuleList(EqualConv2d(c[k], cout, 1) for k in range(NUM_GROWTHS + 1))
+        self.act = OutputActivation(cfg["output_activation"])
+
+    def _block(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        for conv in self.blocks[k - 1]:
+            h = self.pn(F.leaky_relu(conv(h), 0.2))
+        return h
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        stage, alpha = self._progress()
+        h = torch.cat([self.pn(z), F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
+        h = self.fc(h).view(-1, self.c0, self.s0, self.s0)
+        h = self.pn(F.leaky_relu(h, 0.2))
+        h = self.pn(F.leaky_relu(self.base(h), 0.2))
+        prev = h
+        for k in range(1, stage + 1):
+            prev = h
+            h = self._block(k, h)
+        img = self.to_rgb[stage](h)
+        if stage > 0 and alpha < 1.0:
+            low = F.interpolate(self.to_rgb[stage - 1](prev), scale_factor=2, mode="nearest")
+            img = torch.lerp(low, img, alpha)
+        img = self.act(img)
+        if stage < NUM_GROWTHS:
+            img = F.interpolate(img, scale_factor=2 ** (NUM_GROWTHS - stage), mode="nearest")
+        return img
+
+
+class ProGANDiscriminator(_Progressive):
+    """Progressive critic with minibatch-stddev and a projection term for the label."""
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__(cfg)
+        c = _channels(int(cfg["d_width"]))
+        cin = int(cfg["channels"])
+        s0 = base_size(cfg["image_size"])
+        self.from_rgb = nn.ModuleList(EqualConv2d(cin, c[k], 1) for k in range(NUM_GROWTHS + 1))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([EqualConv2d(c[k], c[k], 3, padding=1),
+                           EqualConv2d(c[k], c[k - 1], 3, padding=1)])
+            for k in range(1, NUM_GROWTHS + 1)
+        )
+        self.mbstd = MinibatchStd()
+        self.final_conv = EqualConv2d(c[0] + 1, c[0], 3, padding=1)
+        self.fc = EqualLinear(c[0] * s0 * s0, c[0])
+        self.drop = nn.Dropout(float(cfg["dropout"])) if cfg["dropout"] > 0 else nn.Identity()
+        self.head = EqualLinear(c[0], 1)
+        self.embed = nn.Embedding(int(cfg["num_classes"]), c[0])
+        nn.init.normal_(self.embed.weight, 0.0, c[0] ** -0.5)
+
+    def _block(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        for conv in self.blocks[k - 1]:
+            h = F.leaky_relu(conv(h), 0.2)
+        return F.avg_pool2d(h, 2)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        stage, alpha = self._progress()
+        if stage < NUM_GROWTHS:
+            x = F.avg_pool2d(x, 2 ** (NUM_GROWTHS - stage))
+        h = F.leaky_relu(self.from_rgb[stage](x), 0.2)
+        if stage > 0:
+            h = self._block(stage, h)
+            if alpha < 1.0:
+                low = F.leaky_relu(self.from_rgb[stage - 1](F.avg_pool2d(x, 2)), 0.2)
+                h = torch.lerp(low, h, alpha)
+            for k in range(stage - 1, 0, -1):
+                h = self._block(k, h)
+        h = F.leaky_relu(self.final_conv(self.mbstd(h)), 0.2)
+        h = self.drop(F.leaky_relu(self.fc(h.flatten(1)), 0.2))
+        return self.head(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
+
+
+register_architecture(Architecture(
+    name="progan",
+    description="Progressive GAN (Karras et al. 2018): grows 7->14->28 (or 8->16->32) with "
+                "fade-in every stage_iters iterations; pixel norm, minibatch stddev, equalised lr, "
+                "WGAN-GP loss with drift penalty; labels one-hot on z and projected in D.",
+    build_generator=ProGANGenerator,
+    build_discriminator=ProGANDiscriminator,
+    loss="wasserstein",
+    defaults=common_defaults(g_width=32, d_width=32, lr=1e-3, beta1=0.0, beta2=0.99, gp=10.0,
+                             drift=1e-3, ema=0.999, stage_iters=1000),
+))

@@ -1,0 +1,53 @@
+"""Shared fixtures. Real MedMNIST data comes from $GAN_ENSEMBLE_DATA or ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_root() -> Path:
+    env = os.environ.get("GAN_ENSEMBLE_DATA")
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """Folder holding pneumoniamnist.npz (the tests need the real file; they never download)."""
+    root = _data_root()
+    if not (root / "pneumoniamnist.npz").is_file():
+        pytest.fail(f"real data missing: {root}/pneumoniamnist.npz; set GAN_ENSEMBLE_DATA")
+    return root
+
+
+@pytest.fixture(scope="session")
+def pneumonia(data_root):
+    """The real PneumoniaMNIST training split (4,708 images, sorted by class in this copy)."""
+    from ensemble.data import load_medmnist
+
+    return load_medmnist("pneumoniamnist", split="train", root=data_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def pneumonia_small(pneumonia):
+    """A shuffled, stratified 512-image subset of the real training split."""
+    return pneumonia.subset(512, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own feature cache so nothing leaks between tests or from the user's."""
+    monkeypatch.setenv("GAN_ENSEMBLE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

@@ -1,0 +1,175 @@
+"""export_dataset: readable layout, byte-identical files, atomic writes, refusal to overwrite."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ensemble.export as export_mod
+from ensemble.export import class_folder_names, export_dataset, list_formats
+from ensemble.selected import Ensemble
+from ensemble.synth import sample_ensemble
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def toy_catalog(tmp_path, monkeypatch):
+    from zoo.catalog import Catalog
+
+    monkeypatch.syspath_prepend(str(HERE))
+    cat = Catalog(tmp_path / "zoo")
+    for s in range(3):
+        cat.register_callable("_synth_toys:make_toy", name=f"toy{s}@0", num_classes=2,
+                              image_shape=(28, 28), dataset="pneumoniamnist", style=s)
+    return cat
+
+
+ENS = Ensemble(["toy0@0", "toy2@0"], intra_d=0.75, inter_d=0.25, rule="max-intra",
+               meta={"backbone": "resnet18", "weights": "random", "k": 5, "dataset": "pneumoniamnist"})
+
+
+def _sample(cat, seed=0, n=6, **kw):
+    return sample_ensemble(ENS, cat, n_per_class=n, seed=seed, device="cpu", **kw)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _leftovers(parent: Path, name: str) -> list[str]:
+    return [p.name for p in parent.iterdir() if p.name.startswith(f".{name}.")]
+
+
+def test_layout_readable_by_imagefolder_numpy_and_loader(toy_catalog, tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    from ensemble.data import load_dataset
+
+    s = _sample(toy_catalog)
+    out = export_dataset(s, tmp_path / "synth")
+    files = _tree(out)
+    assert {"manifest.csv", "meta.json", "pneumoniamnist_synthetic.npz"} <= set(files)
+    assert sum(f.endswith(".png") for f in files) == 12
+    assert len(list((out / "train" / "normal").glob("*.png"))) == 6
+    assert len(list((out / "train" / "pneumonia").glob("*.png"))) == 6
+
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(s)
+    assert {"filename", "label", "label_name", "generator", "iteration", "seed", "index"} <= set(rows[0])
+    r0 = rows[0]
+    assert r0["filename"] == (f"train/{r0['label_name']}/{s.provenance['generator'][0].replace('@', '_')}"
+                              f"_0_{int(s.provenance['index'][0]):05d}.png")
+
+    folder = ImageFolder(str(out / "train"))
+    assert folder.classes == ["normal", "pneumonia"] and len(folder) == 12
+    by_file = {Path(p).relative_to(out).as_posix(): t for p, t in folder.samples}
+    for i, row in enumerate(rows):
+        assert by_file[row["filename"]] == int(row["label"]) == s.labels[i]
+        img = np.asarray(folder.loader(str(out / row["filename"])).convert("L"))
+        np.testing.assert_array_equal(img, s.images[i])
+
+    with np.load(out / "pneumoniamnist_synthetic.npz", allow_pickle=False) as z:
+        assert sorted(z.files) == ["train_images", "train_labels"]
+        assert z["train_images"].dtype == np.uint8 and z["train_images"].shape == (12, 28, 28)
+        assert z["train_labels"].shape == (12, 1) and z["train_labels"].dtype == np.uint8
+        np.testing.assert_array_equal(z["train_images"], s.images)
+        np.testing.assert_array_equal(z["train_labels"][:, 0], s.labels)
+    ds = load_dataset(out / "pneumoniamnist_synthetic.npz", split="train")
+    assert ds.class_names == ["normal", "pneumonia"] and len(ds) == 12
+
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["ensemble"]["members"] == ["toy0@0", "toy2@0"]
+    assert meta["ensemble"]["intra_d"] == 0.75 and meta["ensemble"]["rule"] == "max-intra"
+    assert meta["backbone"] == "resnet18" and meta["k"] == 5 and meta["seed"] == 0
+    assert meta["class_counts"] == [6, 6] and meta["member_counts"] == {"toy0@0": [3, 3], "toy2@0": [3, 3]}
+    assert meta["version"] and meta["created"]
+    from zoo.io import sha256_file
+
+    assert meta["files"]["manifest.csv"] == sha256_file(out / "manifest.csv")
+
+
+def test_same_seed_same_bytes(toy_catalog, tmp_path):
+    a = export_dataset(_sample(toy_catalog, seed=5), tmp_path / "a")
+    b = export_dataset(_sample(toy_catalog, seed=5), tmp_path / "b")
+    c = export_dataset(_sample(toy_catalog, seed=6), tmp_path / "c", formats=("npz",))
+    ta, tb = _tree(a), _tree(b)
+    assert ta.keys() == tb.keys()
+    for rel in ta:
+        if rel != "meta.json":
+            assert ta[rel] == tb[rel], rel
+    ma, mb = json.loads(ta["meta.json"]), json.loads(tb["meta.json"])
+    ma.pop("created"), mb.pop("created")
+    assert ma == mb
+    tc = _tree(c)
+    assert not any(k.endswith(".png") for k in tc)
+    assert tc["pneumoniamnist_synthetic.npz"] != ta["pneumoniamnist_synthetic.npz"]
+
+
+def test_failure_part_way_leaves_nothing(toy_catalog, tmp_path, monkeypatch):
+    s = _sample(toy_catalog)
+    real_save = export_mod._save_png
+    calls = []
+
+    def failing(array, path):
+        calls.append(path)
+        if len(calls) > 4:
+            raise OSError("disk full (injected)")
+        real_save(array, path)
+
+    monkeypatch.setattr(export_mod, "_save_png", failing)
+    with pytest.raises(OSError, match="injected"):
+        export_dataset(s, tmp_path / "out")
+    assert len(calls) == 5
+    assert not (tmp_path / "out").exists() and _leftovers(tmp_path, "out") == []
+
+    # The same failure while replacing an existing dataset leaves the old one untouched.
+    monkeypatch.setattr(export_mod, "_save_png", real_save)
+    old = export_dataset(s, tmp_path / "keep", formats=("npz",))
+    before = _tree(old)
+    calls.clear()
+    monkeypatch.setattr(export_mod, "_save_png", failing)
+    with pytest.raises(OSError):
+        export_dataset(s, old, overwrite=True)
+    assert _tree(old) == before and _leftovers(tmp_path, "keep") == []
+
+    with pytest.raises(ValueError, match="known: npz, png"):
+        export_dataset(s, tmp_path / "bad", formats=("npz", "tiff"))
+    assert not (tmp_path / "bad").exists() and _leftovers(tmp_path, "bad") == []
+    assert list_formats() == ["npz", "png"]
+
+
+def test_existing_target_refused_unless_overwrite(toy_catalog, tmp_path):
+    target = tmp_path / "ds"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep me")
+    s = _sample(toy_catalog, n=2)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_dataset(s, target)
+    assert (target / "precious.txt").read_text() == "keep me"
+    export_dataset(s, target, overwrite=True, formats="npz")
+    assert not (target / "precious.txt").exists() and (target / "manifest.csv").is_file()
+    assert _leftovers(tmp_path, "ds") == []
+
+
+def test_class_folders_keep_label_order(toy_catalog, tmp_path):
+    from torchvision.datasets import ImageFolder
+
+    assert class_folder_names(["normal", "pneumonia"]) == ["normal", "pneumonia"]
+    assert class_folder_names(["zeta", "alpha"]) == ["0_zeta", "1_alpha"]
+    assert class_folder_names(["normal, benign", "x/y"]) == ["normal_benign", "x_y"]
+    s = _sample(toy_catalog, n=3, class_names=["zeta", "alpha"])
+    out = export_dataset(s, tmp_path / "z", flag="custom")
+    assert (out / "custom_synthetic.npz").is_file()
+    folder = ImageFolder(str(out / "train"))
+    assert folder.classes == ["0_zeta", "1_alpha"]
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_file = {Path(p).relative_to(out).as_posix(): t for p, t in folder.samples}
+    assert [by_file[r["filename"]] for r in rows] == s.labels.tolist()
+    assert rows[0]["label_name"] in {"zeta", "alpha"}
