@@ -51,3 +51,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, data_root):
+    """One tiny end-to-end pipeline run on real data, shared by the pipeline and notebook tests."""
+    from ensemble.pipeline import make_config, run_pipeline
+
+    out = tmp_path_factory.mktemp("run")
+    res = run_pipeline(make_config("tiny", data_root=str(data_root), device="cpu"), out, progress=False)
+    return out, res

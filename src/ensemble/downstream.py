@@ -54,6 +54,7 @@ __all__ = [
     "summarize",
     "build_arms",
     "plot_comparison",
+    "resize_images",
 ]
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,23 @@ def epoch_indices(n: int, rng: np.random.Generator, *, size: int | None = None,
         within = np.floor(rng.random(size) * counts[g]).astype(np.int64)
         return order[starts[g] + np.minimum(within, counts[g] - 1)]
     raise ValueError(f"unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+
+
+def resize_images(images: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
+    """uint8 images resized to ``size`` (``H`` or ``(H, W)``) with Pillow's bilinear filter.
+
+    For comparing with generators trained at another size (the reference resized MedMNIST's 28 px
+    to 32 px); channels are kept.
+    """
+    from PIL import Image
+
+    h, w = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    if images.shape[1:3] == (h, w):
+        return images
+    out = np.empty((len(images), h, w, *images.shape[3:]), dtype=np.uint8)
+    for i, im in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR))
+    return out
 
 
 def _to_input(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -604,7 +622,7 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
     catalog generator with the ensemble's image shape and number of classes.
     """
     from ensemble.selected import Ensemble
-    from ensemble.synth import _member_list, sample_ensemble
+    from ensemble.synth import _as_shape, _member_list, sample_ensemble
 
     members, _ = _member_list(ensemble)
     real_x, real_y = _as_arrays(real_train, "real_train")
@@ -615,7 +633,20 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
         except KeyError as exc:
             raise ValueError(f"ensemble member {m!r} is not in the catalog") from exc
     k = int(rows[0]["num_classes"])
+    gen_shape = _as_shape(rows[0]["image_shape"])
+    if tuple(real_x.shape[1:]) != gen_shape:
+        raise ValueError(
+            f"real images are {tuple(real_x.shape[1:])} but the generators make {gen_shape}; resize "
+            f"the real splits first, e.g. resize_images(images, {gen_shape[0]})"
+        )
     pool = [str(p) for p in pool] if pool is not None else _compatible_pool(catalog, members, rows)
+    for name in dict.fromkeys([*members, *pool]):
+        r = catalog.get(name)
+        if int(r["num_classes"]) != k or _as_shape(r["image_shape"]) != gen_shape:
+            raise ValueError(
+                f"generator {name!r} makes {int(r['num_classes'])} classes of {_as_shape(r['image_shape'])} "
+                f"but {members[0]!r} makes {k} of {gen_shape}; every arm must come from one dataset"
+            )
     if n_per_class is None:
         n_per_class = int(math.ceil(len(real_y) / k))
     spe = int(samples_per_epoch or len(real_y))

@@ -572,7 +572,7 @@ class Embedder:
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
-                        total_loss += float(loss) * len(idx)
+                        total_loss += float(loss.detach()) * len(idx)
                         correct += int((logits.argmax(1) == y).sum())
                         seen += len(idx)
                         bar.update(1)

@@ -183,7 +183,7 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     device = getattr(embedder, "device", "auto")
     base_meta = {**parts, "package_version": __version__}
 
-    real_key = store.key(kind="real", images=hash_arrays(real_images), **parts) if store else None
+    real_key = store.key(kind="real", images=hash_arrays(real_images), **parts) if store is not None else None
     real, real_hit = _embed_cached(store, real_key, n_real,
                                    lambda: embedder.embed(real_images, progress=None if progress else False),
                                    {**base_meta, "kind": "real", "n": n_real})

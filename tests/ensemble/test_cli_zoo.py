@@ -51,7 +51,12 @@ def ts_zoo(tmp_path):
 
 
 def test_register_list_sample_remove(ts_zoo, tmp_path, capsys):
-    assert "registered ts (id 1)" in capsys.readouterr().out
+    assert cli(["zoo", "register-torchscript", str(ts_zoo), str(tmp_path / "g.pt"), "--name", "ts2",
+                "--latent-dim", "4", "--num-classes", "2", "--image-shape", "12,12"]) == 0
+    assert "registered ts2 (id 2)" in capsys.readouterr().out
+    assert cli(["zoo", "remove", str(ts_zoo), "ts2"]) == 0  # keeps the file
+    assert "removed ts2 (id 2)\n" == capsys.readouterr().out
+    assert len(list((ts_zoo / "foreign").iterdir())) == 2
     assert cli(["zoo", "list", str(ts_zoo)]) == 0
     out = capsys.readouterr().out
     assert "ts" in out and "torchscript" in out and "12x12" in out and "sha256" not in out
@@ -77,7 +82,7 @@ def test_register_list_sample_remove(ts_zoo, tmp_path, capsys):
     assert images.tobytes() == expected.tobytes()
 
     assert cli(["zoo", "remove", str(ts_zoo), "ts", "--delete-file"]) == 0
-    assert len(Catalog(ts_zoo)) == 0 and not list((ts_zoo / "foreign").iterdir())
+    assert len(Catalog(ts_zoo)) == 0 and len(list((ts_zoo / "foreign").iterdir())) == 1
     capsys.readouterr()
     assert cli(["zoo", "list", str(ts_zoo)]) == 0
     assert "no generators" in capsys.readouterr().out
@@ -85,22 +90,22 @@ def test_register_list_sample_remove(ts_zoo, tmp_path, capsys):
 
 def test_sample_and_list_errors(ts_zoo, tmp_path):
     with pytest.raises(KeyError, match="'nope'.*known: ts"):
-        cli(["zoo", "sample", str(ts_zoo), "nope", "--out", str(tmp_path / "g.png")])
+        cli(["zoo", "sample", str(ts_zoo), "nope", "--out", str(tmp_path / "out.png")])
     with pytest.raises(ValueError, match="must end in .png"):
-        cli(["zoo", "sample", str(ts_zoo), "ts", "--out", str(tmp_path / "g.jpg")])
+        cli(["zoo", "sample", str(ts_zoo), "ts", "--out", str(tmp_path / "out.jpg")])
     with pytest.raises(ValueError, match="n \\(number of images\\)"):
-        cli(["zoo", "sample", str(ts_zoo), "ts", "-n", "0", "--out", str(tmp_path / "g.png")])
+        cli(["zoo", "sample", str(ts_zoo), "ts", "-n", "0", "--out", str(tmp_path / "out.png")])
     with pytest.raises(ValueError, match="3 entries but n=4"):
         cli(["zoo", "sample", str(ts_zoo), "ts", "-n", "4", "--labels", "0,1,1",
-             "--out", str(tmp_path / "g.png")])
+             "--out", str(tmp_path / "out.png")])
     with pytest.raises(ValueError, match="label 5 out of range"):
         cli(["zoo", "sample", str(ts_zoo), "ts", "-n", "2", "--labels", "5",
-             "--out", str(tmp_path / "g.png")])
+             "--out", str(tmp_path / "out.png")])
     with pytest.raises(ValueError, match="comma-separated integers"):
-        cli(["zoo", "sample", str(ts_zoo), "ts", "--labels", "a,b", "--out", str(tmp_path / "g.png")])
+        cli(["zoo", "sample", str(ts_zoo), "ts", "--labels", "a,b", "--out", str(tmp_path / "out.png")])
     with pytest.raises(FileNotFoundError, match="no zoo catalog"):
         cli(["zoo", "list", str(tmp_path / "missing")])
-    assert not list(tmp_path.glob("g.*"))
+    assert not list(tmp_path.glob("out.*"))
     with pytest.raises(SystemExit):  # argparse: an action is required
         cli(["zoo"])
 

@@ -154,6 +154,7 @@ class _Custom:
         self.x = 1
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
     sd = _module().state_dict()
@@ -174,7 +175,7 @@ def test_pickle_with_code_is_refused_and_not_run(tmp_path):
         legacy = tmp_path / f"{name}.pkl"
         with open(legacy, "wb") as fh:
             pickle.dump(payload, fh)
-        with pytest.raises(ValueError, match="refusing to load|corrupt"):
+        with pytest.raises(ValueError, match="refusing to load"):
             load_generator(legacy, device="cpu")
     assert not marker.exists()
 

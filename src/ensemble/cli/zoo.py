@@ -73,14 +73,16 @@ def _snapshots(text: str | None, iterations: int) -> list[int]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import zoo
     from ensemble.data import load_dataset
+    from zoo.catalog import Catalog
+    from zoo.registry import get_architecture, list_architectures
+    from zoo.train import train
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if not families:
         raise ValueError("--families is empty; pass e.g. --families dcgan,lsgan "
-                         f"(known: {', '.join(zoo.list_architectures())})")
-    archs = [zoo.get_architecture(f) for f in families]  # unknown names fail before any work
+                         f"(known: {', '.join(list_architectures())})")
+    archs = [get_architecture(f) for f in families]  # unknown names fail before any work
     if args.iterations < 1:
         raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
     snapshots = _snapshots(args.snapshots, args.iterations)
@@ -104,13 +106,13 @@ def _train(args: argparse.Namespace) -> int:
         name = None
         if args.name:
             name = args.name if len(archs) == 1 else f"{args.name}-{arch.name}"
-        ids = zoo.train(arch.name, ds.images, ds.labels, out_dir=args.out,
+        ids = train(arch.name, ds.images, ds.labels, out_dir=args.out,
                         iterations=args.iterations, snapshots=snapshots,
                         batch_size=args.batch_size, seed=args.seed, device=args.device,
-                        name=name, dataset=ds.name, **hparams)
+                        name=name, dataset=ds.name, num_classes=ds.num_classes, **hparams)
         all_ids.extend(ids)
         print(f"{arch.name}: {len(ids)} generators (ids {', '.join(map(str, ids))})")
-    print(f"catalog: {Path(args.out) / 'catalog.sqlite'} ({len(zoo.Catalog(args.out))} generators)")
+    print(f"catalog: {Path(args.out) / 'catalog.sqlite'} ({len(Catalog(args.out))} generators)")
     return 0
 
 
@@ -230,7 +232,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--name", default=None, help="run name (with several families: NAME-family)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default=None)
+    p.add_argument("--optimizer", default=None, help="adam, sgd or rmsprop (default: the family's)")
     p.add_argument("--dropout", type=float, default=None)
     p.add_argument("--ema", type=float, default=None, help="EMA decay of the generator (0 = off)")
     p.add_argument("--diffaug", action=argparse.BooleanOptionalAction, default=None,

@@ -176,6 +176,6 @@ register_architecture(Architecture(
     build_generator=ProGANGenerator,
     build_discriminator=ProGANDiscriminator,
     loss="wasserstein",
-    defaults=common_defaults(g_width=32, d_width=32, lr=1e-3, beta1=0.0, beta2=0.99, gp=10.0,
+    defaults=common_defaults(g_width=16, d_width=16, lr=1e-3, beta1=0.0, beta2=0.99, gp=10.0,
                              drift=1e-3, ema=0.999, stage_iters=1000),
 ))

@@ -95,7 +95,7 @@ class ResNetDiscriminator(nn.Module):
         return out
 
 
-_RES = {"g_width": 32, "d_width": 32}
+_RES = {"g_width": 16, "d_width": 16}
 
 register_architecture(Architecture(
     name="wgan-gp",
@@ -111,9 +111,10 @@ register_architecture(Architecture(
 register_architecture(Architecture(
     name="sngan",
     description="SNGAN with a projection discriminator (Miyato et al. 2018): residual G with "
-                "class-conditional BN, spectrally normalised residual D, hinge loss.",
+                "class-conditional BN, spectrally normalised residual D, hinge loss; n_critic 2 "
+                "D updates per G update (as in BigGAN).",
     build_generator=ResNetGenerator,
     build_discriminator=lambda cfg: ResNetDiscriminator(cfg, sn=True, conditioning="projection"),
     loss="hinge",
-    defaults=common_defaults(**_RES, lr=2e-4, beta1=0.0, beta2=0.9, n_critic=5),
+    defaults=common_defaults(**_RES, lr=2e-4, beta1=0.0, beta2=0.9, n_critic=2),
 ))

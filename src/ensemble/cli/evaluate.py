@@ -1,0 +1,101 @@
+"""``gan-ensemble evaluate``: train on synthetic, test on real; G* against the baselines."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register", "run"]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+    if not values:
+        raise argparse.ArgumentTypeError("give at least one seed, e.g. 0,1,2")
+    return values
+
+
+def register(subparsers) -> None:
+    from ensemble.downstream import METRICS
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="downstream value: train a classifier per arm on synthetic data, test on real",
+        description=(
+            "Arms: real data, G*, every single generator, all generators pooled, and random "
+            "ensembles of |G*| members. Each arm trains a classifier per seed (early stopping on "
+            "the real validation split) and is tested on the real test split. Writes "
+            "OUT/comparison.csv (one row per arm and seed), OUT/summary.csv (mean and std) and "
+            "OUT/downstream.png."
+        ),
+    )
+    p.add_argument("--zoo", required=True, help="zoo folder holding catalog.sqlite")
+    p.add_argument("--selected", required=True, help="selected.json from `gan-ensemble search`")
+    p.add_argument("--dataset", default=None,
+                   help="MedMNIST flag, npz file or ImageFolder tree (default: the generators' dataset)")
+    p.add_argument("--data-root", default=None, help="folder with <flag>.npz (else $GAN_ENSEMBLE_DATA)")
+    p.add_argument("--model", default="small-cnn", help="classifier: small-cnn or resnet18-cifar (the reference)")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="training seeds (default 0,1,2)")
+    p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs (default 10)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-per-class", type=int, default=None,
+                   help="synthetic images per class and generator (default: real train size / classes)")
+    p.add_argument("--n-random", type=int, default=3, help="random ensembles of |G*| members (default 3)")
+    p.add_argument("--no-singles", action="store_true",
+                   help="skip training the single-generator arms (they still make up the naive pool)")
+    p.add_argument("--seed", type=int, default=0, help="root seed for sampling (default 0)")
+    p.add_argument("--metric", default="g_mean", choices=METRICS, help="metric plotted (default g_mean)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ensemble.data import load_dataset
+    from ensemble.downstream import build_arms, compare, plot_comparison, resize_images, summarize
+    from ensemble.selected import Ensemble
+    from ensemble.synth import _as_shape
+    from zoo.catalog import Catalog
+    from zoo.io import atomic_write
+
+    ensemble = Ensemble.load(args.selected)
+    catalog = Catalog(args.zoo, create=False)
+    row = catalog.get(ensemble.members[0])
+    dataset = args.dataset or ensemble.meta.get("dataset") or row.get("dataset")
+    if not dataset or dataset == "unknown":
+        raise ValueError("which real dataset? pass --dataset (a MedMNIST flag such as pneumoniamnist)")
+    splits = {s: load_dataset(dataset, split=s, root=args.data_root) for s in ("train", "val", "test")}
+    shape = _as_shape(row["image_shape"])
+    if splits["train"].image_shape[:2] != shape[:2]:
+        print(f"resizing real {dataset} images from {splits['train'].image_shape[:2]} to {shape[:2]} "
+              "to match the generators")
+        for ds in splits.values():
+            ds.images = resize_images(ds.images, shape[:2])
+    arms = build_arms(catalog, ensemble, splits["train"], n_per_class=args.n_per_class,
+                      n_random=args.n_random, seed=args.seed, device=args.device)
+    if args.no_singles:
+        arms = {k: v for k, v in arms.items() if not k.startswith("single:")}
+    print(f"{len(arms)} arms x {len(args.seeds)} seeds, {args.model}, up to {args.epochs} epochs: "
+          + ", ".join(arms))
+    df = compare(arms, splits["val"], splits["test"], seeds=args.seeds, model=args.model,
+                 epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, lr=args.lr,
+                 device=args.device)
+    summary = summarize(df)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "comparison.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "summary.csv", lambda p: summary.to_csv(p, index=False))
+    plot_comparison(summary, out / "downstream.png", metric=args.metric,
+                    title=f"{dataset}: train on synthetic, test on real ({args.model})")
+    m = args.metric
+    for _, r in summary.iterrows():
+        if r["arm"].startswith(("single:", "random-ensemble-")):
+            continue
+        print(f"  {r['arm']:<24} {m} {r[f'{m}_mean']:.4f} ± {r[f'{m}_std']:.4f}  (n={r['n_runs']})")
+    print(f"wrote {out / 'comparison.csv'}, {out / 'summary.csv'}, {out / 'downstream.png'}")
+    return 0

@@ -1,0 +1,126 @@
+"""``gan-ensemble score``: embed real and generated images, and write the score tables.
+
+Example::
+
+    gan-ensemble score --zoo zoo/ --dataset pneumoniamnist --backbone resnet18 --weights random \\
+        --out tables.npz
+
+Every generator of the zoo is sampled (as many images as the real training split has, unless
+``--n-samples``), embedded with the backbone and scored against the real training images
+(density, coverage, d, the pairwise table for Inter-d). Features are cached by content
+(``--cache-dir``, else ``$GAN_ENSEMBLE_CACHE``, else the user cache dir), so a second run, or one
+after an interruption, only computes what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [p for p in re.split(r"[,\s]+", text.strip()) if p]
+    if not names:
+        raise ValueError("--names is empty; pass comma-separated generator names (see `gan-ensemble zoo list`)")
+    return names
+
+
+def _positive(value: int | None, flag: str) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{flag} must be a positive integer, got {value}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ensemble.data import load_dataset
+    from ensemble.embed import Embedder
+    from ensemble.scores import ScoreTables
+    from zoo.catalog import Catalog
+    from zoo.seeding import derive_seed
+
+    for value, flag in ((args.n_samples, "--n-samples"), (args.k, "--k"), (args.subset, "--subset"),
+                        (args.image_size, "--image-size"), (args.batch_size, "--batch-size"),
+                        (args.epochs, "--epochs")):
+        _positive(value, flag)
+    out = Path(args.out).expanduser()
+    if out.suffix != ".npz":
+        raise ValueError(f"--out {str(out)!r} must end in .npz (the score tables file)")
+    names = _names(args.names)
+    catalog = Catalog(args.zoo, create=False)
+    ds = load_dataset(args.dataset, split="train", root=args.data_root)
+    train_images, train_labels = ds.images, ds.labels
+    if args.subset is not None and args.subset < len(ds):
+        ds = ds.subset(args.subset, seed=derive_seed(args.seed, "score", "real-subset"))
+    embedder = Embedder(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
+                        channels=args.channels, device=args.device, batch_size=args.batch_size,
+                        seed=args.seed, epochs=args.epochs, cache_dir=args.cache_dir)
+    t0 = time.perf_counter()
+    if embedder.weights_kind == "in-domain":
+        print(f"training {args.backbone} on {len(train_images)} labelled {ds.name} images "
+              f"({args.epochs} epochs; reused when cached)")
+        embedder.fit(train_images, train_labels)
+    n_gen = len(names) if names is not None else len(catalog)
+    print(f"scoring {n_gen} generators of {catalog.zoo_dir} against {len(ds)} real {ds.name} images "
+          f"({args.backbone}, {embedder.identity}, {args.image_size}px, {args.channels})")
+    tables = ScoreTables.compute(
+        catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=args.seed,
+        cache_dir=args.cache_dir, per_class=args.per_class, real_labels=ds.labels, names=names,
+        class_names=ds.class_names,
+    )
+    tables.meta.update({"dataset": ds.name, "zoo": str(catalog.zoo_dir)})
+    tables.save(out)
+    elapsed = time.perf_counter() - t0
+
+    d = list(tables.d)
+    best = max(range(len(d)), key=d.__getitem__)
+    print(f"{len(tables.names)} generators scored in {elapsed:.1f} s "
+          f"(k={tables.k}, {len(ds)} real, {int(tables.n_fake[best])} samples each)")
+    print(f"best single generator by d: {tables.names[best]}  d={tables.d[best]:.4f}  "
+          f"density={tables.density[best]:.4f}  coverage={tables.coverage[best]:.4f}")
+    if args.top > 0:
+        summary = tables.summary().head(args.top)
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``score`` to the top-level sub-command parsers."""
+    p = subparsers.add_parser(
+        "score", help="embed real and generated images and write the score tables",
+        description="Sample every generator of a zoo, embed it with a timm backbone and score it "
+                    "against the real training images (density, coverage, d, pairwise d).",
+    )
+    p.add_argument("--zoo", required=True, help="zoo folder (with catalog.sqlite)")
+    p.add_argument("--dataset", required=True,
+                   help="MedMNIST flag (e.g. pneumoniamnist), an .npz file or an ImageFolder directory")
+    p.add_argument("--data-root", default=None, help="folder with {flag}.npz (default $GAN_ENSEMBLE_DATA)")
+    p.add_argument("--backbone", default="resnet18", help="any timm model name (default resnet18)")
+    p.add_argument("--weights", default="random",
+                   help="random (seeded init), hub (timm pretrained, needs the hub or its cache), "
+                        "in-domain (trained on the real training labels) or a .pth/.safetensors file")
+    p.add_argument("--image-size", type=int, default=32, help="embedding input size in pixels (default 32)")
+    p.add_argument("--channels", choices=("replicate", "native"), default="replicate",
+                   help="grayscale: repeat to 3 channels (default) or feed 1 channel natively")
+    p.add_argument("--n-samples", type=int, default=None,
+                   help="images per generator (default: as many as real training images)")
+    p.add_argument("--subset", type=int, default=None,
+                   help="score against a seeded stratified subset of N real images (default: all)")
+    p.add_argument("--names", default=None, help="comma-separated generator names (default: all)")
+    p.add_argument("--k", type=int, default=5, help="k of the k-NN radii (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", action="store_true", help="also build per-class score tables")
+    p.add_argument("--cache-dir", default=None,
+                   help="feature cache folder (default $GAN_ENSEMBLE_CACHE, else the user cache dir)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=256, help="embedding batch size (default 256)")
+    p.add_argument("--epochs", type=int, default=5, help="training epochs for --weights in-domain (default 5)")
+    p.add_argument("--top", type=int, default=5, help="print the N best generators by d (default 5)")
+    p.add_argument("--out", required=True, help="score tables file to write (.npz)")
+    p.set_defaults(func=_run)
+    return p

@@ -1,0 +1,44 @@
+"""End to end on real PneumoniaMNIST: zoo → scores → search → G* → dataset → downstream → report.
+
+Tiny sizes (seconds of training), but every real stage runs; the notebooks test reuses this run.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from ensemble.cli import main
+from ensemble.pipeline import make_config, run_pipeline
+
+
+def test_pipeline_produces_every_artefact(tiny_run):
+    out, res = tiny_run
+    for rel in ["report.md", "tables.npz", "selected.json", "front.csv", "history.csv", "rules.csv",
+                "figures/pareto.png", "figures/downstream.png", "comparison.csv", "summary.csv",
+                "dataset/manifest.csv", "dataset/meta.json", "dataset/pneumoniamnist_synthetic.npz"]:
+        assert (out / rel).is_file(), rel
+    sel = json.loads((out / "selected.json").read_text())
+    assert len(sel["members"]) >= 2 and sel["rule"] == "max-fidelity"
+    with np.load(out / "dataset/pneumoniamnist_synthetic.npz") as z:
+        assert z["train_images"].dtype == np.uint8 and z["train_images"].shape == (80, 28, 28)
+        assert np.bincount(z["train_labels"][:, 0]).tolist() == [40, 40]
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"real", "G*", "naive (all pooled)"} <= set(summary["arm"])
+    report = (out / "report.md").read_text()
+    assert "| zoo |" in report and "G\\*" in report and "figures/pareto.png" in report
+    assert set(res.timings) == {"data", "zoo", "score", "search", "export", "downstream"}
+
+
+def test_second_run_reuses_every_stage(tiny_run, data_root):
+    out, first = tiny_run
+    res = run_pipeline(make_config("tiny", data_root=str(data_root), device="cpu"), out, progress=False)
+    assert res.cached["zoo"] and res.cached["score"] and res.cached["downstream"]
+    assert res.selected.members == first.selected.members
+
+
+def test_quickstart_cli_rejects_bad_settings(tmp_path, capsys):
+    assert main(["quickstart", "--profile", "tiny", "--iterations", "0", "--out", str(tmp_path)]) == 2
+    assert "iterations must be positive" in capsys.readouterr().err
