@@ -15,7 +15,6 @@ gives mean ± std per arm and :func:`plot_comparison` draws it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import os
@@ -419,7 +418,7 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
             bar.set_postfix(val_loss=f"{val_loss:.4f}", best=best_epoch)
             if val_loss < best_loss:
                 best_loss, best_epoch, bad = val_loss, epoch, 0
-                best_state = copy.deepcopy({k_: v.detach().clone() for k_, v in net.state_dict().items()})
+                best_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
             else:
                 bad += 1
                 if bad >= patience:

@@ -596,10 +596,18 @@ class Embedder:
         show = n >= _PROGRESS_MIN if progress is None else bool(progress)
         out: np.ndarray | None = None
         with torch.inference_mode(), \
-                tqdm(total=n, desc=f"embed {self.backbone}", unit="img", disable=not show, leave=False) as bar:
+                tqdm(total=n, desc=f"embed {self.backbone}", unit="img", leave=False,
+                     **({} if show else {"disable": True})) as bar:
             start = 0
             for batch in self._batches(images, bs):
-                feats = self.model_(self._prep(batch))
+                try:
+                    feats = self.model_(self._prep(batch))
+                except RuntimeError as exc:  # e.g. an input too small for the network's strides
+                    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                    hint = ("lower batch_size" if "out of memory" in first.lower() else
+                            "try a larger image_size (e.g. 64) or another backbone")
+                    raise ValueError(f"backbone {self.backbone!r} failed on {self.image_size}px input "
+                                     f"({first}); {hint}") from exc
                 if feats.ndim > 2:
                     feats = feats.flatten(1)
                 feats = feats.float().cpu().numpy()

@@ -192,7 +192,8 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     fake: dict[str, np.ndarray] = {}
     fake_labels: dict[str, np.ndarray] = {}
     hits = 0
-    bar = tqdm(rows, desc="generator features", unit="gen", disable=not progress)
+    # only ever force-disable: otherwise tqdm's defaults (and $TQDM_DISABLE) decide
+    bar = tqdm(rows, desc="generator features", unit="gen", **({} if progress else {"disable": True}))
     for row in bar:
         name = str(row["name"])
         k = int(row["num_classes"])

@@ -170,6 +170,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress
     from ensemble.search import EnsembleSearch
     from ensemble.synth import sample_ensemble
     from zoo import Catalog, train
+    from zoo.train import default_run_name
 
     cfg = config
     out = Path(out_dir)
@@ -191,6 +192,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress
         for arch, hp in _zoo_runs(cfg):
             train(arch, train_ds.images, train_ds.labels, out_dir=zoo_dir, iterations=cfg.iterations,
                   snapshots=list(cfg.snapshots), batch_size=cfg.batch_size,
+                  name=default_run_name(arch, hp),
                   seed=derive_seed(cfg.seed, "zoo", arch, json.dumps(hp, sort_keys=True)),
                   device=cfg.device, dataset=cfg.dataset, **hp)
         catalog = Catalog(zoo_dir)
@@ -323,11 +325,16 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
+def _isnan(v) -> bool:
+    return isinstance(v, (float, np.floating)) and np.isnan(v)
+
+
 def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
     cols = list(df.columns)
     lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
     for _, row in df.iterrows():
-        cells = [format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v) for v in row]
+        cells = ["" if _isnan(v) else format(v, floatfmt) if isinstance(v, (float, np.floating))
+                 else str(v) for v in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -374,7 +381,7 @@ def write_report(res: RunResult, tables, search, selected) -> Path:
     lines += [f"- `{m}`: ![{m}](figures/members/{_safe(m)}.png)" for m in selected.members]
     rules_path = out / "rules.csv"
     if rules_path.exists():
-        lines += ["", "Selection rules compared on the same front:", "", _md_table(pd.read_csv(rules_path).fillna(""))]
+        lines += ["", "Selection rules compared on the same front:", "", _md_table(pd.read_csv(rules_path))]
     lines += ["", "Real images for comparison: ![real](figures/real.png)", "",
               "## Exported dataset", "",
               f"`dataset/` holds the ImageFolder tree (`train/<class>/*.png`), "
@@ -387,7 +394,7 @@ def write_report(res: RunResult, tables, search, selected) -> Path:
                   f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, up to "
                   f"{cfg.downstream_epochs} epochs with early stopping on the real validation split; "
                   "metrics on the real test split (mean ± std over seeds).", "",
-                  "![downstream](figures/downstream.png)", "", _md_table(res.summary[cols].fillna("")), ""]
+                  "![downstream](figures/downstream.png)", "", _md_table(res.summary[cols]), ""]
     text = "\n".join(lines) + "\n"
     path = out / "report.md"
     atomic_write(path, lambda p: p.write_text(text))

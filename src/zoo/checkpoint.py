@@ -12,6 +12,8 @@ the weights are loaded strictly: a file that does not match its architecture is 
 
 from __future__ import annotations
 
+import io
+
 import json
 import logging
 import os
@@ -81,7 +83,11 @@ def save_generator(path: str | os.PathLike, *, architecture: str, config: Mappin
         "state_dict": tensors,
         "iteration": int(iteration),
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    # Serialise in memory: torch names the zip records after the file it writes to, so saving to
+    # the random temp name directly would make the same weights give different bytes and sha256.
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
     digest = sha256_file(path)
     log.debug("saved generator %s (%s @ %d), sha256 %s", path, architecture, iteration, digest[:12])
     return digest

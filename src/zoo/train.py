@@ -4,8 +4,10 @@
 each snapshot iteration writes ``out_dir/runs/<run>/G_<iteration>.pt`` (the EMA weights when
 ``ema > 0``) and registers it in ``Catalog(out_dir)`` as ``"{run}@{iteration}"``. Beside the
 generator it writes the full training state (``state_<iteration>.pt``: both nets, optimisers,
-EMA, iteration; tensors and primitives only) so that calling :func:`train` again with the same
-run and settings resumes from the last snapshot. Every random draw of iteration ``it`` (batch,
+EMA, iteration; tensors and primitives only; the newest is kept) so that calling :func:`train`
+again with the same run and settings resumes from the last snapshot. ``run.json`` records the
+run's settings (architecture, config, seed, a hash of the data) so that a name is never reused
+for other settings. Every random draw of iteration ``it`` (batch,
 ``z``, fake labels, augmentation, dropout) comes from ``derive_seed(seed, run, "iter", it)``,
 so an interrupted and resumed run gives the same weights as an uninterrupted one (bit for bit on
 the CPU).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import io
 import json
 import logging
 import math
@@ -155,7 +158,15 @@ def build_config(arch: str | Architecture, *, num_classes: int, image_size: int,
     """The full JSON-able config of a run: the family's defaults, the hyper-parameters, the data keys."""
     arch = get_architecture(arch)
     cfg = dict(arch.defaults)
-    cfg.update(validate_hparams(arch, hparams))
+    user = validate_hparams(arch, hparams)
+    cfg.update(user)
+    if cfg["optimizer"] == "adam" and cfg.get("momentum", 0.0) > 0:
+        raise ValueError(f"momentum={cfg['momentum']!r} applies to optimizer 'sgd' or 'rmsprop'; "
+                         "Adam uses beta1/beta2 (set optimizer='sgd' or drop momentum)")
+    passed_betas = [k for k in ("beta1", "beta2") if k in user]
+    if cfg["optimizer"] != "adam" and passed_betas:
+        raise ValueError(f"{passed_betas} apply to optimizer 'adam', not {cfg['optimizer']!r}; "
+                         "use momentum for sgd/rmsprop")
     cfg.update(num_classes=int(num_classes), image_size=int(image_size), channels=int(channels))
     return resolve_config(arch.name, cfg)
 
@@ -189,8 +200,9 @@ def default_run_name(arch: str | Architecture, config: Mapping[str, Any], seed: 
             parts.append(key if value else f"no{key}")
         else:
             parts.append(f"{_SHORT.get(key, key.replace('_', ''))}{_fmt_value(value)}")
-    if seed != 0:
-        parts.append(f"s{seed}")
+    if seed != 0:  # large derived seeds get a short stable tag instead of 19 digits
+        parts.append(f"s{seed}" if 0 < seed < 10**6 else
+                     f"s{hashlib.sha256(str(seed).encode()).hexdigest()[:8]}")
     name = "-".join([arch.name, *parts])
     if len(name) > 60:
         digest = hashlib.sha256("-".join(parts).encode()).hexdigest()[:10]
@@ -351,8 +363,9 @@ class GANTrainer:
             torch.manual_seed(derive_seed(self.seed, run, "init"))
             self.G = self.arch.build_generator(dict(cfg))
             self.D = self.arch.build_discriminator(dict(cfg))
-        self.G.to(self.device).train()
-        self.D.to(self.device).train()
+        # channels-last convolutions are ~25% faster on CPU (oneDNN) and on recent GPUs
+        self.G.to(self.device, memory_format=torch.channels_last).train()
+        self.D.to(self.device, memory_format=torch.channels_last).train()
         self.ema: nn.Module | None = None
         if cfg["ema"] > 0:
             self.ema = copy.deepcopy(self.G).requires_grad_(False)
@@ -365,7 +378,7 @@ class GANTrainer:
     def _batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randperm(self.n, generator=gen)[: self.config["batch_size"]].to(self.device)
         real = self.images[idx].to(torch.float32).div_(127.5).sub_(1.0)
-        return real, self.labels[idx]
+        return real.contiguous(memory_format=torch.channels_last), self.labels[idx]
 
     def _codes(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         bs = self.config["batch_size"]
@@ -514,6 +527,12 @@ def _check_run_identity(run_dir: Path, rows: list[dict], identity: dict[str, Any
         except (OSError, ValueError) as exc:
             raise ValueError(f"run file {str(path)!r} is unreadable ({exc}); delete the run folder "
                              "to retrain it, or pass another name=") from exc
+        started = bool(rows) or bool(_state_files(run_dir)) or any(run_dir.glob("G_*.pt"))
+        if old != identity and not started:  # nothing was saved under the old settings
+            log.info("run %s: replacing the settings of a run that saved nothing", run)
+            old = identity
+            text = json.dumps(identity, indent=2, sort_keys=True)
+            atomic_write(path, lambda tmp: tmp.write_text(text))
         if old.get("architecture") != identity["architecture"]:
             raise ValueError(f"run {run!r} in {str(run_dir.parent.parent)!r} is a "
                              f"{old.get('architecture')!r} run, not {identity['architecture']!r}; {fix}")
@@ -538,7 +557,9 @@ def _check_run_identity(run_dir: Path, rows: list[dict], identity: dict[str, Any
 def _save_state(run_dir: Path, state: dict[str, Any]) -> Path:
     it = state["iteration"]
     path = run_dir / f"state_{it}.pt"
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    buf = io.BytesIO()  # serialise in memory: the zip's record names do not depend on the temp name
+    torch.save(state, buf)
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
     for old_it, old in _state_files(run_dir).items():  # keep only the newest state(s)
         if old_it < it:
             old.unlink(missing_ok=True)
@@ -595,6 +616,7 @@ def train(arch: str, images: np.ndarray, labels: np.ndarray, *, out_dir: str | P
     seed = int(seed)
     dev = resolve_device(device)
     channels = 3 if images.ndim == 4 else 1
+    validate_hparams(architecture, hparams)
     config = build_config(architecture, num_classes=num_classes, image_size=images.shape[1],
                           channels=channels, batch_size=batch_size, **hparams)
     run = name if name is not None else default_run_name(architecture, config, seed)
@@ -642,7 +664,7 @@ def train(arch: str, images: np.ndarray, labels: np.ndarray, *, out_dir: str | P
         if trainer.iteration in missing:
             snapshot(trainer.iteration)
         end = missing[-1]
-        log_every = max(1, (end - trainer.iteration) // 10)
+        log_every = max(1, min(1000, (end - trainer.iteration) // 10))
         t0, it0 = time.perf_counter(), trainer.iteration
         bar = tqdm(total=end, initial=trainer.iteration, desc=run, unit="it", leave=False)
         try:

@@ -252,3 +252,5 @@ def test_bad_inputs(images):
         Embedder(BACKBONE, batch_size=0).embed(images[:2])
     with pytest.raises(ValueError, match="pretrained tag"):
         Embedder("resnet18.bogus").embed(images[:2])
+    with pytest.raises(ValueError, match="larger image_size"):  # too small for its strides
+        Embedder("test_convnext", image_size=16).embed(images[:2])

@@ -217,3 +217,29 @@ def test_bad_inputs(zoo, real, tmp_path):
         compute_features(zoo, x, e, cache=3, progress=False)
     with pytest.raises(ValueError, match="in-domain"):
         compute_features(zoo, x, Embedder("test_resnet", weights="in-domain"), cache=False, progress=False)
+
+
+def test_score_cli_writes_tables(zoo, data_root, tmp_path, capsys):
+    """`gan-ensemble score` end to end on the stripe zoo (its feature stage is this module)."""
+    import argparse
+
+    from ensemble.cli import score
+    from ensemble.scores import ScoreTables
+
+    parser = argparse.ArgumentParser(prog="gan-ensemble")
+    score.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "tables.npz"
+    argv = ["score", "--zoo", str(tmp_path / "zoo"), "--dataset", "pneumoniamnist", "--data-root",
+            str(data_root), "--backbone", "test_resnet", "--subset", "64", "--n-samples", "32",
+            "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--out", str(out)]
+    args = parser.parse_args(argv)
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    tables = ScoreTables.load(out)
+    assert tables.names == ["g0@0", "g1@0", "g2@0"] and tables.n_real == 64
+    best = tables.names[int(np.argmax(tables.d))]
+    assert f"best single generator by d: {best}" in text and "3 generators scored" in text
+    assert tables.meta["backbone"] == "test_resnet" and tables.meta["n_samples"] == 32
+    bad = parser.parse_args(argv[:-1] + [str(tmp_path / "tables.csv")])
+    with pytest.raises(ValueError, match=".npz"):
+        bad.func(bad)

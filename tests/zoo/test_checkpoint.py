@@ -240,3 +240,18 @@ def test_real_family_dcgan(tmp_path):
                             device="cpu")
     assert g.sample(8, seed=1).tobytes() == direct.sample(8, seed=1).tobytes()
     assert g.sample(8, seed=1, labels=[1] * 8).shape == (8, 28, 28)
+
+
+def test_same_weights_give_the_same_file_bytes(tmp_path):
+    """The sha256 in the catalog is a content hash: saving identical weights twice must agree."""
+    import torch
+
+    from zoo.checkpoint import save_generator
+
+    sd = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+    cfg = {"latent_dim": 8, "num_classes": 2, "image_size": 28, "channels": 1}
+    kw = dict(architecture="dcgan", config=cfg, state_dict=sd, iteration=5)
+    h1 = save_generator(tmp_path / "a.pt", **kw)
+    h2 = save_generator(tmp_path / "sub" / "b.pt", **kw)
+    assert h1 == h2
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "sub" / "b.pt").read_bytes()

@@ -20,7 +20,11 @@ __all__ = ["DCGANGenerator", "DCGANDiscriminator"]
 
 
 class DCGANGenerator(nn.Module):
-    """Class-conditional DCGAN generator: ``(z, labels) -> (n, C, H, W)``."""
+    """Class-conditional DCGAN generator: ``(z, labels) -> (n, C, H, W)``.
+
+    ``z`` (+ label) -> linear -> ``4w x s0 x s0`` -> transposed conv to ``2w x 2s0`` -> transposed
+    conv to the image, with batch norm and ReLU between (as in the DCGAN paper).
+    """
 
     def __init__(self, cfg: dict, conditioning: str = "concat") -> None:
         super().__init__()
@@ -45,10 +49,7 @@ class DCGANGenerator(nn.Module):
             nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False),
             nn.BatchNorm2d(2 * w),
             nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False),
-            nn.BatchNorm2d(w),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(w, int(cfg["channels"]), 3, padding=1),
+            nn.ConvTranspose2d(2 * w, int(cfg["channels"]), 4, 2, 1),
             OutputActivation(cfg["output_activation"]),
         )
         dcgan_init(self)
@@ -93,13 +94,9 @@ class DCGANDiscriminator(nn.Module):
             bn(2 * w),
             nn.LeakyReLU(0.2, inplace=True),
             drop(),
-            nn.Conv2d(2 * w, 4 * w, 3, 1, 1, bias=norm != "batch"),
-            bn(4 * w),
-            nn.LeakyReLU(0.2, inplace=True),
-            drop(),
             nn.Flatten(),
         )
-        feat = 4 * w * s0 * s0
+        feat = 2 * w * s0 * s0
         self.head = nn.Linear(feat, 1)
         self.classifier = nn.Linear(feat, self.num_classes) if aux else None
         dcgan_init(self)

@@ -24,6 +24,7 @@ from .blocks import (
     OutputActivation,
     PixelNorm,
     base_size,
+    upsample,
 )
 from .common import common_defaults
 
@@ -99,7 +100,7 @@ class ProGANGenerator(_Progressive):
         self.act = OutputActivation(cfg["output_activation"])
 
     def _block(self, k: int, h: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = upsample(h)
         for conv in self.blocks[k - 1]:
             h = self.pn(F.leaky_relu(conv(h), 0.2))
         return h
@@ -116,11 +117,11 @@ class ProGANGenerator(_Progressive):
             h = self._block(k, h)
         img = self.to_rgb[stage](h)
         if stage > 0 and alpha < 1.0:
-            low = F.interpolate(self.to_rgb[stage - 1](prev), scale_factor=2, mode="nearest")
+            low = upsample(self.to_rgb[stage - 1](prev))
             img = torch.lerp(low, img, alpha)
         img = self.act(img)
         if stage < NUM_GROWTHS:
-            img = F.interpolate(img, scale_factor=2 ** (NUM_GROWTHS - stage), mode="nearest")
+            img = upsample(img, 2 ** (NUM_GROWTHS - stage))
         return img
 
 

@@ -1,0 +1,115 @@
+"""Every family trains a few iterations on real PneumoniaMNIST and samples through the catalog."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from zoo.generator import resolve_labels
+from zoo.nets.progan import progan_schedule
+
+FAMILIES = ["acgan", "cgan", "dcgan", "lsgan", "progan", "sngan", "wgan", "wgan-gp"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets: one thread is faster, and avoids oversubscribing a shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _family_hparams(name: str) -> dict:
+    # progan: one iteration per phase, so 3 iterations reach the second resolution
+    return {"stage_iters": 1} if name == "progan" else {}
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_trains_and_samples(name, pneumonia_small, tmp_path):
+    ds = pneumonia_small
+    ids = zoo.train(name, ds.images, ds.labels, out_dir=tmp_path, iterations=3, snapshots=[1, 3],
+                    batch_size=16, seed=0, device="cpu", dataset="pneumoniamnist",
+                    **_family_hparams(name))
+    assert len(ids) == 2 and ids[0] != ids[1]
+    cat = zoo.Catalog(tmp_path)
+    rows = cat.list()
+    assert list(rows["iteration"]) == [1, 3]
+    assert set(rows["architecture"]) == {name}
+    assert set(rows["dataset"]) == {"pneumoniamnist"}
+    run = rows["run"].iloc[0]
+    assert run.startswith(name)
+    assert list(rows["name"]) == [f"{run}@1", f"{run}@3"]
+    assert (tmp_path / "runs" / run / "G_3.pt").is_file()
+
+    gen = cat.load(ids[1], device="cpu")
+    assert gen.num_classes == 2 and tuple(gen.image_shape) == (28, 28)
+    x = gen.sample(64, seed=1)
+    assert x.shape == (64, 28, 28) and x.dtype == np.uint8
+    assert x.std() > 0  # not a constant image
+    assert np.array_equal(x, gen.sample(64, seed=1))  # same seed, same bytes
+    # labels=None draws labels uniformly from the seed: the same images as those labels given
+    drawn = resolve_labels(64, None, 2, 1)
+    assert np.array_equal(x, gen.sample(64, labels=drawn, seed=1))
+    assert np.bincount(drawn, minlength=2).min() >= 20
+    # given labels are respected: the same codes with other labels give other images
+    zeros = gen.sample(16, labels=np.zeros(16, dtype=np.int64), seed=3)
+    ones = gen.sample(16, labels=np.ones(16, dtype=np.int64), seed=3)
+    assert zeros.shape == ones.shape == (16, 28, 28)
+    assert not np.array_equal(zeros, ones)
+    if name == "progan":  # the snapshot knows its growth stage
+        assert int(gen.module.stage) == 1
+        assert int(cat.load(ids[0], device="cpu").module.stage) == 0
+
+
+@pytest.mark.parametrize("name", ["sngan", "progan", "cgan"])
+def test_family_on_32px_rgb(name, pneumonia_small, tmp_path):
+    gray = np.pad(pneumonia_small.images[:64], ((0, 0), (2, 2), (2, 2)), mode="edge")
+    rgb = np.stack([gray, gray // 2, 255 - gray], axis=-1)  # (64, 32, 32, 3) uint8
+    ids = zoo.train(name, rgb, pneumonia_small.labels[:64], out_dir=tmp_path, iterations=2,
+                    snapshots=[2], batch_size=8, device="cpu", **_family_hparams(name))
+    gen = zoo.Catalog(tmp_path).load(ids[0], device="cpu")
+    assert tuple(gen.image_shape) == (32, 32, 3)
+    x = gen.sample(10, labels=[0, 1] * 5, seed=0)
+    assert x.shape == (10, 32, 32, 3) and x.dtype == np.uint8
+
+
+def test_progan_schedule():
+    s = 4
+    assert [progan_schedule(it, s) for it in (1, 4)] == [(0, 1.0), (0, 1.0)]
+    # fade-in of stage 1 over iterations 5..8, then stable 9..12
+    assert [progan_schedule(it, s) for it in (5, 6, 8, 9, 12)] == [
+        (1, 0.25), (1, 0.5), (1, 1.0), (1, 1.0), (1, 1.0)]
+    assert progan_schedule(13, s) == (2, 0.25)
+    assert progan_schedule(20, s) == (2, 1.0)
+    assert progan_schedule(10**6, s) == (2, 1.0)
+    alphas = [progan_schedule(it, s)[1] for it in range(1, 30)]
+    stages = [progan_schedule(it, s)[0] for it in range(1, 30)]
+    assert stages == sorted(stages) and all(0 < a <= 1 for a in alphas)
+    with pytest.raises(ValueError, match="stage_iters"):
+        progan_schedule(1, 0)
+
+
+def test_progan_fade_in_blends_resolutions():
+    cfg = {"num_classes": 2, "image_size": 28, "channels": 1, "stage_iters": 4}
+    torch.manual_seed(0)
+    g = zoo.create_generator("progan", cfg).eval()
+    z, y = torch.randn(3, 100), torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        g.set_iteration(4)  # stage 0: a 7x7 image upsampled, so 4x4 blocks are constant
+        x0 = g(z, y)
+        assert x0.shape == (3, 1, 28, 28)
+        assert torch.equal(x0, x0[:, :, ::4, ::4].repeat_interleave(4, 2).repeat_interleave(4, 3))
+        g.set_iteration(5)  # alpha 0.25 of stage 1
+        assert (int(g.stage), float(g.alpha)) == (1, 0.25)
+        xa = g(z, y)
+        g.set_iteration(8)  # alpha 1
+        x1 = g(z, y)
+    assert not torch.equal(xa, x1)
+    assert torch.equal(x1, x1[:, :, ::2, ::2].repeat_interleave(2, 2).repeat_interleave(2, 3))
+    # the state dict carries the stage, so a saved generator knows where it is
+    g2 = zoo.create_generator("progan", cfg)
+    g2.load_state_dict(g.state_dict())
+    assert (int(g2.stage), float(g2.alpha)) == (1, 1.0)
