@@ -180,6 +180,9 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self.keys())
 
+    def __bool__(self) -> bool:  # an empty cache is still a cache (``if cache:`` must not skip it)
+        return True
+
     def clear(self) -> None:
         """Remove every cached feature array and trained backbone (only this cache's own folders)."""
         for sub in _SUBDIRS:

@@ -210,7 +210,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress
         else:
             embedder = Embedder(backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size,
                                 channels=cfg.channels, device=cfg.device,
-                                seed=derive_seed(cfg.seed, "embedder"))
+                                seed=derive_seed(cfg.seed, "embedder"), cache_dir=out / "cache")
             if cfg.weights == "in-domain":
                 embedder.fit(train_ds.images, train_ds.labels)
             tables = ScoreTables.compute(catalog, score_ds.images, embedder, n_samples=cfg.n_samples,

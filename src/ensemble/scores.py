@@ -8,6 +8,7 @@ an ensemble costs O(N·|E|) and a whole population is one small matrix product.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -153,8 +154,13 @@ class ScoreTables:
     def from_features(cls, real_features: np.ndarray, fake_features: dict[str, np.ndarray], *,
                       k: int = 5, inter_mode: str = "symmetric", pairwise: bool = True,
                       real_radii: np.ndarray | None = None, meta: dict | None = None,
-                      device: str = "auto", progress: bool = True) -> ScoreTables:
-        """Build the tables from embeddings: one pass per generator, one per generator pair."""
+                      device: str = "auto", progress: bool = True, backend=None) -> ScoreTables:
+        """Build the tables from embeddings: one pass per generator, one per generator pair.
+
+        ``backend`` (an :mod:`ensemble.parallel` backend or its name) runs the per-generator
+        passes and blocks of generator pairs as tasks, locally or on a Dask cluster; the tables
+        are identical to those of the default in-process loop.
+        """
         if inter_mode not in INTER_MODES:
             raise ValueError(f"unknown inter_mode {inter_mode!r}; use one of {', '.join(INTER_MODES)}")
         if not isinstance(fake_features, dict) or not fake_features:
@@ -178,25 +184,31 @@ class ScoreTables:
         counts = np.zeros(p, np.int64)
         n_fake = np.array([len(fakes[n]) for n in names], np.int64)
         hits = np.zeros((len(real), p), bool)
-        prepared, fradii = [], []
-        for g, n in enumerate(tqdm(names, desc="score vs real", disable=not progress, leave=False)):
-            pf = prepare_features(fakes[n], center=pr.center, device=pr.c32.device, name=n)
-            st = compare_sets(pr, pf, radii_a=radii, need=("rows_a",))
-            counts[g], hits[:, g] = st.count_a, st.rows_a
+        directed = np.full((p, p), np.nan)
+        if backend is not None:
+            from ensemble.parallel import using_backend
+            from ensemble.tasks import score_on_backend
+
+            with using_backend(backend) as b:
+                score_on_backend(b, real, radii, pr.center.cpu().numpy(), [fakes[n] for n in names],
+                                 names, k=k, pairwise=pairwise, device=device, progress=progress,
+                                 counts=counts, hits=hits, directed=directed)
+        else:
+            prepared, fradii = [], []
+            for g, n in enumerate(tqdm(names, desc="score vs real", disable=not progress, leave=False)):
+                pf = prepare_features(fakes[n], center=pr.center, device=pr.c32.device, name=n)
+                counts[g], hits[:, g], fr = _score_generator(pr, radii, pf, k=k, name=n,
+                                                             pairwise=pairwise)
+                if pairwise:
+                    prepared.append(pf)
+                    fradii.append(fr)
             if pairwise:
-                prepared.append(pf)
-                fradii.append(knn_radii(pf, k, name=f"samples of {n!r}"))
+                pairs = [(g, h) for g in range(p) for h in range(g + 1, p)]
+                for g, h in tqdm(pairs, desc="score pairs", disable=not progress, leave=False):
+                    directed[g, h], directed[h, g] = _score_pair(
+                        prepared[g], prepared[h], fradii[g], fradii[h], n_fake[g], n_fake[h], k)
         density = counts / (k * n_fake)
         coverage = hits.mean(0)
-        directed = np.full((p, p), np.nan)
-        if pairwise:
-            pairs = [(g, h) for g in range(p) for h in range(g + 1, p)]
-            for g, h in tqdm(pairs, desc="score pairs", disable=not progress, leave=False):
-                st = compare_sets(prepared[g], prepared[h], radii_a=fradii[g], radii_b=fradii[h],
-                                  need=("rows_a", "cols_b"))
-                # reference g: density of S_h in S_g's balls, coverage of S_g's points by S_h
-                directed[g, h] = d_score(st.count_a / (k * n_fake[h]), st.rows_a.mean())
-                directed[h, g] = d_score(st.count_b / (k * n_fake[g]), st.cols_b.mean())
         folded = _fold(directed, names, inter_mode)
         meta = dict(meta or {})
         meta.update({"inter_mode": inter_mode, "format": FORMAT})
@@ -224,22 +236,27 @@ class ScoreTables:
             raise ValueError("per_class=True needs real_labels (the class of each real image)")
         kwargs = dict(names=names, n_samples=n_samples, seed=seed, cache=FeatureCache(cache_dir),
                       per_class=per_class, real_labels=real_labels, progress=progress)
-        if backend is not None:
-            kwargs["backend"] = backend
-        fs = compute_features(catalog, real_images, embedder, **kwargs)
-        meta = dict(fs.meta)
-        meta.update({"k": k, "seed": seed})
-        tables = cls.from_features(fs.real, fs.fake, k=k, inter_mode=inter_mode, meta=meta,
-                                   device=getattr(embedder, "device", "auto"), progress=progress)
-        if per_class:
-            labels = np.asarray(fs.real_labels if fs.real_labels is not None else real_labels)
-            classes = sorted(set(labels.tolist()))
-            for c in classes:
-                cname = class_names[c] if class_names is not None else str(c)
-                fake_c = {n: f[fs.fake_labels[n] == c] for n, f in fs.fake.items()}
-                tables.by_class[cname] = cls.from_features(
-                    fs.real[labels == c], fake_c, k=k, inter_mode=inter_mode,
-                    meta={**meta, "class": cname}, progress=progress)
+        with contextlib.ExitStack() as stack:
+            if backend is not None:  # one backend (one cluster client) for every stage below
+                from ensemble.parallel import using_backend
+
+                backend = stack.enter_context(using_backend(backend))
+                kwargs["backend"] = backend
+            fs = compute_features(catalog, real_images, embedder, **kwargs)
+            meta = dict(fs.meta)
+            meta.update({"k": k, "seed": seed})
+            tables = cls.from_features(fs.real, fs.fake, k=k, inter_mode=inter_mode, meta=meta,
+                                       device=getattr(embedder, "device", "auto"), progress=progress,
+                                       backend=backend)
+            if per_class:
+                labels = np.asarray(fs.real_labels if fs.real_labels is not None else real_labels)
+                classes = sorted(set(labels.tolist()))
+                for c in classes:
+                    cname = class_names[c] if class_names is not None else str(c)
+                    fake_c = {n: f[fs.fake_labels[n] == c] for n, f in fs.fake.items()}
+                    tables.by_class[cname] = cls.from_features(
+                        fs.real[labels == c], fake_c, k=k, inter_mode=inter_mode,
+                        meta={**meta, "class": cname}, progress=progress, backend=backend)
         return tables
 
     # ------------------------------------------------------------------ views
@@ -320,6 +337,21 @@ class ScoreTables:
     def __repr__(self) -> str:
         return (f"ScoreTables(P={self.n_generators}, n_real={self.n_real}, k={self.k}, "
                 f"best single d={self.d.max():.4f})")
+
+
+def _score_generator(pr, radii, pf, *, k: int, name: str, pairwise: bool):
+    """One generator against real: (count in real balls, real points covered, own k-NN radii)."""
+    st = compare_sets(pr, pf, radii_a=radii, need=("rows_a",))
+    fr = knn_radii(pf, k, name=f"samples of {name!r}") if pairwise else None
+    return st.count_a, st.rows_a, fr
+
+
+def _score_pair(pg, ph, rg, rh, n_g, n_h, k: int):
+    """(d(S_g, S_h), d(S_h, S_g)) from one pass over the distances between two generators."""
+    st = compare_sets(pg, ph, radii_a=rg, radii_b=rh, need=("rows_a", "cols_b"))
+    # reference g: density of S_h in S_g's balls, coverage of S_g's points by S_h
+    return (d_score(st.count_a / (k * n_h), st.rows_a.mean()),
+            d_score(st.count_b / (k * n_g), st.cols_b.mean()))
 
 
 def _fold(directed: np.ndarray, names: list[str], mode: str) -> np.ndarray:

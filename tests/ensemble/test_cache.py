@@ -36,6 +36,7 @@ def test_put_get_roundtrip_and_meta(tmp_path):
     cache = FeatureCache(tmp_path / "c")
     key = cache.key(kind="test", i=1)
     assert key not in cache and cache.get(key) is None and len(cache) == 0
+    assert bool(cache), "an empty cache must not be falsy"
     arr = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
     path = cache.put(key, arr, meta={"name": "g@1", "n": np.int64(7)})
     assert path.suffix == ".npy" and key in cache and cache.keys() == [key]

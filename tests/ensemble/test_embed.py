@@ -129,6 +129,7 @@ def test_local_weights_roundtrip_pth_and_safetensors(images, tmp_path):
     assert Embedder(BACKBONE, weights=pth, channels="native").embed(images[:4]).shape == (4, 96)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bad_weights_files(images, tmp_path):
     sd = _trained_like_model().state_dict()
     missing = tmp_path / "missing_keys.pth"

@@ -1,0 +1,275 @@
+"""The execution layer: run independent tasks on this machine or on a Dask cluster.
+
+The heavy stages (training the zoo's runs, sampling and embedding each generator, scoring blocks of
+generator pairs) are lists of independent tasks. A :class:`Backend` maps a module-level task
+function over a list of items and returns the results in input order:
+
+- :class:`LocalBackend` (``backend="local"``, the default): in this process, one task after the
+  other (``n_jobs=1``), or in joblib/loky worker processes (``n_jobs > 1``, ``-1`` = all cores).
+- :class:`DaskBackend` (``backend="dask"``): on a ``dask.distributed`` cluster, given the
+  scheduler's address (``tcp://host:port``) or an existing ``Client``. A task whose worker dies is
+  re-run elsewhere by the scheduler, one that raises is retried ``retries`` times.
+
+Tasks carry paths, seeds and arrays, never live models, and write what they compute to the
+content-keyed feature cache or the zoo folder, so the results do not depend on where a task ran,
+and a run stopped half-way resumes from what was written. Large inputs shared by many tasks are
+placed once with :meth:`Backend.scatter` and passed inside the items.
+
+Dask is optional: ``pip install 'gan-ensemble[dask]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
+
+__all__ = ["Backend", "LocalBackend", "DaskBackend", "get_backend", "using_backend", "BACKENDS"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "dask")
+DASK_INSTALL_HINT = "pip install 'gan-ensemble[dask]'"
+
+
+def _progress_kwargs(desc: str | None) -> dict:
+    # only ever force-disable: otherwise tqdm's defaults (and $TQDM_DISABLE) decide
+    return {"desc": desc or "tasks", "leave": False, **({} if desc else {"disable": True})}
+
+
+class Backend:
+    """Runs a task function over a list of items; results come back in input order."""
+
+    name = "backend"
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str | None = None) -> list:
+        """``[fn(item) for item in items]``, possibly in parallel; ``desc`` titles a progress bar."""
+        raise NotImplementedError
+
+    def scatter(self, objs: Sequence[Any]) -> list:
+        """Place large objects shared by many tasks once; pass the returned handles inside items.
+
+        Handles stand for the objects wherever tasks run (on this machine, the objects themselves).
+        """
+        return list(objs)
+
+    @property
+    def n_workers(self) -> int:
+        """How many tasks can run at once (used to size blocks of work)."""
+        return 1
+
+    @property
+    def in_process(self) -> bool:
+        """True when tasks run one by one in this process (no concurrency, no pickling)."""
+        return False
+
+    def close(self) -> None:
+        """Release what this backend opened (nothing for a backend that opened nothing)."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalBackend(Backend):
+    """Tasks on this machine: in-process and serial (``n_jobs=1``) or in loky processes."""
+
+    name = "local"
+
+    def __init__(self, n_jobs: int = 1) -> None:
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+            raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+        self.n_jobs = n_jobs
+
+    def __repr__(self) -> str:
+        return f"LocalBackend(n_jobs={self.n_jobs})"
+
+    @property
+    def n_workers(self) -> int:
+        return (os.cpu_count() or 1) if self.n_jobs == -1 else self.n_jobs
+
+    @property
+    def in_process(self) -> bool:
+        return self.n_jobs == 1
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str | None = None) -> list:
+        items = list(items)
+        if not items:
+            return []
+        with tqdm(total=len(items), unit="task", **_progress_kwargs(desc)) as bar:
+            if self.n_jobs == 1 or len(items) == 1:
+                out = []
+                for item in items:
+                    out.append(fn(item))
+                    bar.update(1)
+                return out
+            from joblib import Parallel, delayed
+
+            out = []
+            jobs = min(self.n_workers, len(items))
+            for result in Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
+                    delayed(fn)(item) for item in items):
+                out.append(result)
+                bar.update(1)
+            return out
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(f"backend='dask' needs dask.distributed, which is not installed; "
+                          f"{DASK_INSTALL_HINT}") from exc
+    return distributed
+
+
+class DaskBackend(Backend):
+    """Tasks on a ``dask.distributed`` cluster.
+
+    ``scheduler``: an address such as ``"tcp://10.0.0.5:8786"`` (a client is opened, and closed by
+    :meth:`close`), an existing ``distributed.Client`` (used, never closed here), or None for the
+    current default client or else the ``scheduler-address`` of the dask config
+    (``$DASK_SCHEDULER_ADDRESS``). ``retries``: how often a task that raised is re-run (a task whose
+    worker died is re-scheduled by the scheduler in any case). ``timeout``: seconds to wait when
+    connecting to the scheduler.
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: Any = None, retries: int = 3, timeout: float = 30.0) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        self.scheduler = scheduler
+        self.retries = retries
+        self.timeout = timeout
+        self._client = None
+        self._owned = False
+
+    def __repr__(self) -> str:
+        where = self.scheduler if isinstance(self.scheduler, (str, type(None))) else "Client"
+        return f"DaskBackend(scheduler={where!r}, retries={self.retries})"
+
+    @property
+    def client(self):
+        """The ``distributed.Client`` in use (connected on first use)."""
+        if self._client is None:
+            self._client, self._owned = self._connect()
+        return self._client
+
+    def _connect(self):
+        distributed = _import_distributed()
+        sched = self.scheduler
+        if isinstance(sched, distributed.Client):
+            return sched, False
+        if sched is None:
+            try:
+                return distributed.default_client(), False
+            except ValueError:
+                import dask
+
+                sched = dask.config.get("scheduler-address", None)
+            if not sched:
+                raise ValueError("backend='dask' needs a scheduler: pass its address (--scheduler "
+                                 "tcp://HOST:8786 or scheduler=...), a distributed.Client, or set "
+                                 "$DASK_SCHEDULER_ADDRESS")
+        if not isinstance(sched, str) or not sched.strip():
+            raise ValueError(f"scheduler must be an address such as 'tcp://HOST:8786' or a "
+                             f"distributed.Client, got {sched!r}")
+        try:
+            client = distributed.Client(sched, timeout=self.timeout, set_as_default=False)
+        except OSError as exc:
+            raise ValueError(f"cannot reach the dask scheduler at {sched!r} within {self.timeout:g} s "
+                             f"({exc}); start it (`dask scheduler`) or check --scheduler") from exc
+        log.info("connected to dask scheduler %s", sched)
+        return client, True
+
+    @property
+    def n_workers(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    def scatter(self, objs: Sequence[Any]) -> list:
+        """Copy the objects to every worker (so they survive the loss of any single worker)."""
+        objs = list(objs)
+        if not objs:
+            return []
+        return self.client.scatter(objs, broadcast=True, hash=False)
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str | None = None) -> list:
+        distributed = _import_distributed()
+        items = list(items)
+        if not items:
+            return []
+        client = self.client
+        token = uuid.uuid4().hex[:8]
+        prefix = getattr(fn, "__name__", "task")
+        keys = [f"{prefix}-{token}-{i}" for i in range(len(items))]
+        futures = client.map(fn, items, key=keys, pure=False, retries=self.retries)
+        try:
+            with tqdm(total=len(items), unit="task", **_progress_kwargs(desc)) as bar:
+                for fut in distributed.as_completed(futures):
+                    if fut.status == "error":
+                        fut.result()  # re-raises the task's exception here
+                    bar.update(1)
+            return client.gather(futures)
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+
+    def close(self) -> None:
+        if self._client is not None and self._owned:
+            self._client.close()
+        self._client = None
+        self._owned = False
+
+
+def get_backend(backend: str | Backend | Any = "local", *, scheduler: Any = None,
+                n_jobs: int | None = None) -> Backend:
+    """A :class:`Backend` from a name (``"local"``, ``"dask"``), a Backend, or a dask Client.
+
+    ``scheduler`` (dask only): address or Client; ``n_jobs`` (local only): worker processes.
+    """
+    if backend is None:
+        backend = "local"
+    if isinstance(backend, Backend):
+        if scheduler is not None or n_jobs is not None:
+            raise ValueError("scheduler/n_jobs configure a backend given by name; "
+                             f"{backend!r} is already configured")
+        return backend
+    if not isinstance(backend, str):
+        distributed = sys.modules.get("distributed")
+        if distributed is not None and isinstance(backend, distributed.Client):
+            return DaskBackend(backend)
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, a Backend or a "
+                         f"distributed.Client, got {backend!r}")
+    name = backend.strip().lower()
+    if name == "local":
+        if scheduler is not None:
+            raise ValueError("--scheduler applies to backend 'dask'; pass --backend dask "
+                             "(or drop --scheduler for the local backend)")
+        return LocalBackend(1 if n_jobs is None else n_jobs)
+    if name == "dask":
+        if n_jobs is not None and n_jobs != 1:
+            log.info("n_jobs=%s is ignored by the dask backend (the cluster's workers decide)", n_jobs)
+        _import_distributed()
+        return DaskBackend(scheduler)
+    raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def using_backend(backend: str | Backend | Any = "local", *, scheduler: Any = None,
+                  n_jobs: int | None = None) -> Iterator[Backend]:
+    """:func:`get_backend` as a context: closes the backend only when it was made here."""
+    made = not isinstance(backend, Backend)
+    b = get_backend(backend, scheduler=scheduler, n_jobs=n_jobs)
+    try:
+        yield b
+    finally:
+        if made:
+            b.close()
