@@ -144,7 +144,7 @@ class ScoreTables:
             self._w = w
         mf = m.astype(np.float64)
         s = mf.sum(1)
-        total = np.einsum("ij,jk,ik->i", mf, self._w, mf)  # ordered pairs, each twice
+        total = ((mf @ self._w) * mf).sum(1)  # Σ over ordered member pairs (each pair twice)
         with np.errstate(invalid="ignore", divide="ignore"):
             out = np.where(s >= 2, total / (s * (s - 1)), np.nan)
         return out[0] if single else out
@@ -262,9 +262,8 @@ class ScoreTables:
     # ------------------------------------------------------------------ views
     def subset(self, names: list[str]) -> ScoreTables:
         """Tables restricted to ``names`` (in that order)."""
-        idx = np.flatnonzero(self.mask_of(names))
-        order = [self.names.index(n) for n in names]
-        idx = np.array(order, dtype=int)
+        self.mask_of(names)  # unknown names raise here, listing known ones
+        idx = np.array([self.names.index(n) for n in names], dtype=int)
         return ScoreTables(
             names=[self.names[i] for i in idx], k=self.k, n_real=self.n_real,
             counts=self.counts[idx], n_fake=self.n_fake[idx], hits=self.hits[:, idx],
