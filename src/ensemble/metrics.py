@@ -3,7 +3,10 @@
 Pure functions on feature arrays. Values equal ``prdc.compute_prdc`` (version 0.2) on the same
 inputs: the comparisons ``dist < radius`` are decided on the very float32 distances prdc compares
 (squared distance in float64 as ``sklearn.metrics.pairwise_distances`` does, cast to float32, then
-square-rooted in float32).
+square-rooted in float32). Two limits: float64 input is compared in float32 (prdc keeps float64),
+and when feature norms dwarf the distances (norm²/distance² beyond ~1e5) the float64 summation
+order itself (sklearn's BLAS vs ours) can move a distance by one float32 step; real embeddings sit
+far below that (ratios of ~10-100).
 
 How it is fast and small: distances are computed block by block with a float32 matrix product on
 mean-centred features (O((N+M)·block) memory, never N×M). Each approximate squared distance
@@ -38,7 +41,7 @@ __all__ = [
 _U32 = 2.0**-24  # unit round-off of float32
 _EXTRA_CANDIDATES = 8  # margin of the k-NN candidate search
 _DEFAULT_BLOCK_ELEMS = 1 << 23  # elements of one block of the distance matrix (32 MiB in float32)
-_EXACT_CHUNK = 1 << 16  # pairs recomputed in float64 at once
+_EXACT_ELEMS = 1 << 21  # float64 elements gathered at once by the exact path (16 MiB per operand)
 
 
 def d_score(density: float | np.ndarray, coverage: float | np.ndarray) -> float | np.ndarray:
@@ -129,21 +132,30 @@ def _approx_d2(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures) -> to
 
     Rounding error is at most ``_gamma(dim) · (|a_i|² + |b_j|²)`` (centred norms).
     """
-    d2 = torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0)
+    if a.c32.is_cuda:  # TF32 would void the float32 error bound: force full precision here
+        old = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            d2 = torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = old
+    else:
+        d2 = torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0)
     return d2.add_(a.csq[lo:hi, None])
 
 
 def _exact_dist(a: PreparedFeatures, ia: torch.Tensor, b: PreparedFeatures, ib: torch.Tensor) -> torch.Tensor:
     """prdc's float32 distance for pairs (ia[p], ib[p]): float64 squared distance → float32 → sqrt."""
     out = torch.empty(ia.shape[0], dtype=torch.float32, device=a.x32.device)
-    for s in range(0, ia.shape[0], _EXACT_CHUNK):
-        i, j = ia[s:s + _EXACT_CHUNK], ib[s:s + _EXACT_CHUNK]
+    chunk = max(1, _EXACT_ELEMS // a.x32.shape[1])
+    for s in range(0, ia.shape[0], chunk):
+        i, j = ia[s:s + chunk], ib[s:s + chunk]
         d = -2.0 * (a.x32[i].double() * b.x32[j].double()).sum(1)
         d += a.sq64[i]
         d += b.sq64[j]
         # Round d² to float32 as sklearn does, then take a correctly rounded float32 sqrt: torch's
         # float32 sqrt on CPU is not always correctly rounded, the float64 one rounded once more is.
-        out[s:s + _EXACT_CHUNK] = d.clamp_min_(0.0).to(torch.float32).double().sqrt_().to(torch.float32)
+        out[s:s + chunk] = d.clamp_min_(0.0).to(torch.float32).double().sqrt_().to(torch.float32)
     return out
 
 
@@ -165,26 +177,33 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
         raise ValueError(f"{name} has {n} points; k-NN radii with k={k} need at least k+1 = {k + 1}")
     m = min(n, k + 1 + _EXTRA_CANDIDATES)
     radii = torch.empty(n, dtype=torch.float32, device=p.c32.device)
-    bmax = p.csq.max()
+    bmax = p.csq.max().double()
     step = _rows_per_block(n, block_elems)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
         d2 = _approx_d2(p, lo, hi, p)
         vals, idx = torch.topk(d2, m, dim=1, largest=False, sorted=True)
         del d2
-        rows = torch.arange(lo, hi, device=idx.device)[:, None].expand_as(idx)
-        exact = _exact_dist(p, rows.reshape(-1), p, idx.reshape(-1)).view(hi - lo, m)
-        kth = exact.sort(dim=1).values[:, k]
+        # With |approx − exact| <= b, the (k+1)-th exact value lies in [v_k − b, v_k + b]: candidates
+        # below v_k − 2b surely rank before it, those above v_k + 2b surely after. Only the band
+        # between is recomputed exactly; the k-th sits at rank k − #below inside it.
+        v = vals.double()
+        vk = v[:, k:k + 1]
+        b = (_gamma(p.dim) * (p.csq[lo:hi].double() + bmax))[:, None] + vk.abs() * (8 * _U32)
+        below = v < vk - 2 * b
+        band = ~below & (v <= vk + 2 * b)
+        rank = k - below.sum(1)
+        rr, cc = torch.nonzero(band, as_tuple=True)
+        ex = torch.full((hi - lo, m), float("inf"), dtype=torch.float32, device=v.device)
+        ex[rr, cc] = _exact_dist(p, rr + lo, p, idx[rr, cc])
+        kth = ex.sort(dim=1).values.gather(1, rank[:, None]).squeeze(1)
         if m < n:
-            # Any point outside the candidates has approx d² >= vals[:, -1]; its exact d² is at least
-            # that minus the bound. If that is still above the k-th exact d², the candidates suffice.
-            bound = _gamma(p.dim) * (p.csq[lo:hi] + bmax)
-            kth2 = kth.double() ** 2 * (1 + 4 * _U32)
-            bad = torch.nonzero(vals[:, -1].double() - bound.double() <= kth2).flatten()
-            for r in bad.tolist():  # rare: recompute the whole row exactly
+            # A band reaching the last candidate means points beyond the candidates might belong
+            # in it: recompute those rows in full (rare).
+            for r in torch.nonzero(band[:, -1]).flatten().tolist():
                 i = torch.full((n,), lo + r, device=idx.device, dtype=torch.long)
                 row = _exact_dist(p, i, p, torch.arange(n, device=idx.device))
-                kth[r] = torch.kthvalue(row, k + 1).values
+                kth[r] = torch.kthvalue(row.cpu(), k + 1).values.to(kth.device)
         radii[lo:hi] = kth
     return radii.cpu().numpy()
 
@@ -370,7 +389,7 @@ def fid(real_features: np.ndarray, fake_features: np.ndarray) -> float:
         raise ValueError(f"feature dimensions differ: {r.shape[1]} vs {f.shape[1]}")
     mu1, mu2 = r.mean(0), f.mean(0)
     s1, s2 = np.cov(r, rowvar=False), np.cov(f, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1.dot(s2), disp=False)
+    covmean = linalg.sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
         eps = 1e-6 * np.eye(s1.shape[0])
         covmean = linalg.sqrtm((s1 + eps).dot(s2 + eps))

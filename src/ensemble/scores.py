@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ensemble.metrics import (
+    _check_k,
     check_features,
     compare_sets,
     d_score,
@@ -84,7 +85,9 @@ class ScoreTables:
                 raise ValueError(f"score tables field {name} contains NaN or inf; recompute the tables")
             setattr(self, name, arr)
         off = ~np.eye(p, dtype=bool)
-        if not np.isfinite(np.asarray(self.pairwise)[off]).all():
+        pw = np.asarray(self.pairwise, dtype=np.float64)[off]
+        self.has_pairwise = bool(np.isfinite(pw).all())
+        if not self.has_pairwise and not np.isnan(pw).all():
             raise ValueError("score tables pairwise matrix contains NaN or inf off the diagonal")
         self._hits_f = None
         self._w = None
@@ -138,6 +141,9 @@ class ScoreTables:
     def inter_d(self, mask):
         """Inter-d: mean folded d over unordered member pairs; NaN with fewer than 2 members."""
         m, single = self._masks(mask)
+        if not self.has_pairwise:
+            raise ValueError("these score tables were built with pairwise=False, so they hold no "
+                             "Inter-d; rebuild them with pairwise=True")
         if self._w is None:
             w = np.array(self.pairwise, dtype=np.float64)
             np.fill_diagonal(w, 0.0)
@@ -163,6 +169,7 @@ class ScoreTables:
         """
         if inter_mode not in INTER_MODES:
             raise ValueError(f"unknown inter_mode {inter_mode!r}; use one of {', '.join(INTER_MODES)}")
+        _check_k(k)
         if not isinstance(fake_features, dict) or not fake_features:
             raise ValueError("fake_features must be a non-empty dict {generator name: features}")
         real = check_features(real_features, "real features", min_rows=k + 1)

@@ -13,7 +13,6 @@ the weights are loaded strictly: a file that does not match its architecture is 
 from __future__ import annotations
 
 import io
-
 import json
 import logging
 import os

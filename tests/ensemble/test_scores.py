@@ -280,8 +280,6 @@ def test_bad_inputs(features):
             build(k=k)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="from_features computes k + 1 before validating k (reported to the lead)")
 @pytest.mark.parametrize("k", ["5", None])
 def test_non_integer_k_is_a_value_error(features, k):
     real, fakes = features
@@ -289,12 +287,11 @@ def test_non_integer_k_is_a_value_error(features, k):
         ScoreTables.from_features(real, {"c": fakes["c"]}, k=k, progress=False)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="pairwise=False leaves NaN off the diagonal, rejected by __post_init__ "
-                          "(reported to the lead)")
 def test_tables_without_pairwise(features):
     real, fakes = features
     two = {"alpha@10": fakes["alpha@10"], "c": fakes["c"][:3]}  # too few for Inter-d: fine here
     t = ScoreTables.from_features(real, two, k=K, pairwise=False, progress=False)
     assert t.intra_d(np.array([True, True])) == pytest.approx(
         reference_d(real, np.concatenate(list(two.values())))[2], abs=1e-9)
+    with pytest.raises(ValueError, match="pairwise=False"):
+        t.inter_d(np.array([True, True]))
