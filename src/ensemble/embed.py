@@ -26,12 +26,13 @@ Weights (``weights=``):
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -230,6 +231,16 @@ def _cached_hub_file(cfg: dict) -> str | None:
         if path.is_file():
             return str(path)
     return None
+
+
+def state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and values (independent of file format)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _feature_dim(model: nn.Module) -> int:
@@ -534,7 +545,8 @@ class Embedder:
                 "backbone": self.backbone, "key": key, "format": "gan-ensemble-in-domain/1"}))
             log.info("in-domain %s: saved trained weights to %s", self.backbone, path)
         self.weights_path_ = path
-        self.weights_sha256_ = sha256_file(path)
+        # Hash the tensors, not the file: safetensors may order its metadata differently each save.
+        self.weights_sha256_ = state_digest(model.state_dict())
         self.num_classes_ = num_classes
         model.reset_classifier(0)
         self.model_ = model.to(self.device_).eval()

@@ -205,7 +205,11 @@ def test_in_domain_fit_and_reuse(labelled, monkeypatch):
     with pytest.raises(ValueError, match="fit"):
         e.identity  # noqa: B018
     assert e.fit(x, y) is e
-    assert e.identity == f"in-domain:{sha256_file(e.weights_path_)}"
+    from safetensors.torch import load_file
+
+    from ensemble.embed import state_digest
+
+    assert e.identity == f"in-domain:{state_digest(load_file(str(e.weights_path_)))}"
     assert e.weights_path_.parent == FeatureCache().models_dir
     trained = e.embed(x[:16])
     assert trained.shape == (16, 96)
@@ -255,3 +259,16 @@ def test_bad_inputs(images):
         Embedder("resnet18.bogus").embed(images[:2])
     with pytest.raises(ValueError, match="larger image_size"):  # too small for its strides
         Embedder("test_convnext", image_size=16).embed(images[:2])
+
+
+def test_state_digest_ignores_key_order_and_file_format():
+    """The in-domain identity hashes tensors, so re-saving identical weights keeps cache keys."""
+    import torch
+
+    from ensemble.embed import state_digest
+
+    a = {"w": torch.ones(2, 3), "b": torch.zeros(3, dtype=torch.int64)}
+    assert state_digest(a) == state_digest(dict(reversed(list(a.items()))))
+    assert state_digest(a) != state_digest({"w": torch.ones(2, 3) * 2, "b": a["b"]})
+    assert state_digest(a) != state_digest({"w": torch.ones(3, 2), "b": a["b"]})
+    assert state_digest({"n": torch.tensor(3)}) != state_digest({"n": torch.tensor(4)})  # 0-dim
