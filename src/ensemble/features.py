@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,18 +130,73 @@ def _embed_cached(cache: FeatureCache | None, key: str | None, n: int, compute, 
     return feats, False
 
 
+def _fake_features_on_backend(backend: Any, catalog: Any, rows: list[dict], embedder: Any,
+                              store: FeatureCache | None, *, n_samples: int, seed: int,
+                              per_class: bool, parts: dict, base_meta: dict,
+                              progress: bool) -> tuple[dict, dict, int]:
+    """The generator loop of :func:`compute_features` as tasks: cache hits load here, misses run
+    :func:`ensemble.tasks.embed_generator_task` on ``backend``. Returns (fake, fake_labels, hits)."""
+    from ensemble.embed import Embedder
+    from ensemble.tasks import embed_generator_task, embedder_params
+
+    if not isinstance(embedder, Embedder):
+        raise ValueError(f"backend= needs an ensemble.embed.Embedder (each task rebuilds it from its "
+                         f"parameters), got {type(embedder).__name__}; drop backend= to embed here")
+    zoo_dir = getattr(catalog, "zoo_dir", None)
+    if zoo_dir is None:
+        raise ValueError("backend= needs a zoo.catalog.Catalog (tasks load generators from its "
+                         f"folder), got {type(catalog).__name__}")
+    params, in_domain_weights = embedder_params(embedder)
+    fake: dict[str, np.ndarray | None] = {}
+    fake_labels: dict[str, np.ndarray] = {}
+    items = []
+    hits = 0
+    for row in rows:
+        name = str(row["name"])
+        labels = sample_labels(n_samples, int(row["num_classes"]), seed, per_class)
+        sample_seed = derive_seed(seed, "sample", name)
+        fake_labels[name] = labels
+        key = None
+        if store is not None:
+            key = store.key(kind="fake", name=name, sha256=str(row["sha256"]), n_samples=n_samples,
+                            seed=int(seed), sample_seed=sample_seed, labels=hash_arrays(labels), **parts)
+            hit = store.get(key)
+            if hit is not None and hit.ndim == 2 and len(hit) == n_samples and hit.dtype == np.float32:
+                fake[name] = hit
+                hits += 1
+                continue
+        fake[name] = None  # keeps the catalog order; filled from the task's result
+        meta = {**base_meta, "kind": "fake", "name": name, "sha256": str(row["sha256"]),
+                "n": n_samples, "seed": int(seed), "sample_seed": sample_seed, "per_class": bool(per_class)}
+        items.append({"zoo_dir": str(Path(zoo_dir).resolve()), "name": name,
+                      "sha256": str(row["sha256"]), "n_samples": n_samples, "labels": labels,
+                      "sample_seed": sample_seed, "image_shape": _shape(row["image_shape"]),
+                      "embedder": params, "in_domain_weights": in_domain_weights,
+                      "cache_root": str(store.root.resolve()) if store is not None else None,
+                      "key": key, "meta": meta})
+    log.info("generator features: %d cached, %d to compute on %r", hits, len(items), backend)
+    results = backend.map(embed_generator_task, items, desc="generator features" if progress else None)
+    for item, feats in zip(items, results, strict=True):
+        fake[item["name"]] = feats
+    return fake, fake_labels, hits
+
+
 def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
                      names: Sequence[str] | None = None, n_samples: int | None = None, seed: int = 0,
                      cache: FeatureCache | str | os.PathLike | bool | None = None,
                      per_class: bool = False, real_labels: np.ndarray | None = None,
-                     progress: bool = True) -> FeatureSet:
+                     progress: bool = True, backend: Any = None) -> FeatureSet:
     """Embed ``real_images`` and ``n_samples`` images of every generator (see the module docstring).
 
     ``catalog``: a :class:`zoo.catalog.Catalog`; ``embedder``: an
     :class:`~ensemble.embed.Embedder` (fitted first for ``weights="in-domain"``); ``names``: a subset
     of the catalog (default all, in catalog order); ``cache``: a FeatureCache or folder, None for
     the default cache, False for none; ``per_class``: balanced generated labels (needs
-    ``real_labels``, used for per-class scores).
+    ``real_labels``, used for per-class scores). ``backend`` (an :mod:`ensemble.parallel` backend
+    or its name): sample and embed the generators missing from the cache as one task each, in
+    worker processes or on a Dask cluster (each task rebuilds the embedder from its parameters and
+    loads the generator from the zoo folder, so both folders must be reachable from the workers);
+    the features are the same as in this process.
     """
     from tqdm.auto import tqdm
 
@@ -192,8 +248,22 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     fake: dict[str, np.ndarray] = {}
     fake_labels: dict[str, np.ndarray] = {}
     hits = 0
+    if backend is not None:
+        from ensemble.parallel import using_backend
+
+        with using_backend(backend) as b:
+            fake, fake_labels, hits = _fake_features_on_backend(
+                b, catalog, rows, embedder, store, n_samples=n_samples, seed=seed,
+                per_class=per_class, parts=parts, base_meta=base_meta, progress=progress)
+        for name, feats in fake.items():
+            if feats.shape[1] != real.shape[1]:
+                raise ValueError(f"generator {name!r} features have {feats.shape[1]} dimensions but "
+                                 f"the real ones {real.shape[1]}; clear the feature cache ({store}) "
+                                 "and run again")
+        rows = []  # done: skip the in-process loop below
     # only ever force-disable: otherwise tqdm's defaults (and $TQDM_DISABLE) decide
-    bar = tqdm(rows, desc="generator features", unit="gen", **({} if progress else {"disable": True}))
+    bar = tqdm(rows, desc="generator features", unit="gen",
+               **({} if progress and backend is None else {"disable": True}))
     for row in bar:
         name = str(row["name"])
         k = int(row["num_classes"])
@@ -227,7 +297,7 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
         fake[name] = feats
         fake_labels[name] = labels
     bar.close()
-    log.info("features of %d generators: %d from the cache, %d computed", len(rows), hits, len(rows) - hits)
+    log.info("features of %d generators: %d from the cache, %d computed", len(fake), hits, len(fake) - hits)
 
     meta = {
         "backbone": parts.get("backbone"),

@@ -25,12 +25,14 @@ import logging
 import os
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["Backend", "LocalBackend", "DaskBackend", "get_backend", "using_backend", "BACKENDS"]
+__all__ = ["Backend", "LocalBackend", "DaskBackend", "get_backend", "using_backend", "BACKENDS",
+           "add_backend_arguments", "backend_from_args"]
 
 log = logging.getLogger(__name__)
 
@@ -196,11 +198,20 @@ class DaskBackend(Backend):
         return max(1, sum(self.client.nthreads().values()))
 
     def scatter(self, objs: Sequence[Any]) -> list:
-        """Copy the objects to every worker (so they survive the loss of any single worker)."""
+        """Hand the objects to the cluster as tasks that return them.
+
+        Unlike ``client.scatter``, the scheduler keeps each object in its task, so a copy lost
+        with a dying worker is made again on another one instead of failing every task that needs
+        it (the cost: the scheduler holds one serialised copy while the futures live).
+        """
         objs = list(objs)
         if not objs:
             return []
-        return self.client.scatter(objs, broadcast=True, hash=False)
+        token = uuid.uuid4().hex[:8]
+        with warnings.catch_warnings():  # "large graph": intended, each object is sent once
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+            return [self.client.submit(_hold, obj, key=f"shared-{token}-{i}", pure=False)
+                    for i, obj in enumerate(objs)]
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, desc: str | None = None) -> list:
         distributed = _import_distributed()
@@ -214,19 +225,24 @@ class DaskBackend(Backend):
         futures = client.map(fn, items, key=keys, pure=False, retries=self.retries)
         try:
             with tqdm(total=len(items), unit="task", **_progress_kwargs(desc)) as bar:
-                for fut in distributed.as_completed(futures):
+                for fut in distributed.as_completed(futures, loop=client.loop):
                     if fut.status == "error":
                         fut.result()  # re-raises the task's exception here
                     bar.update(1)
             return client.gather(futures)
         finally:
-            client.cancel([f for f in futures if not f.done()])
+            client.cancel(futures)  # stops what still runs, frees results held by the workers
 
     def close(self) -> None:
         if self._client is not None and self._owned:
             self._client.close()
         self._client = None
         self._owned = False
+
+
+def _hold(obj: Any) -> Any:
+    """A task returning its argument (see :meth:`DaskBackend.scatter`)."""
+    return obj
 
 
 def get_backend(backend: str | Backend | Any = "local", *, scheduler: Any = None,
@@ -273,3 +289,25 @@ def using_backend(backend: str | Backend | Any = "local", *, scheduler: Any = No
     finally:
         if made:
             b.close()
+
+
+def add_backend_arguments(parser) -> None:
+    """Add ``--backend``, ``--scheduler`` and ``--n-jobs`` to an argparse (sub-)parser."""
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="where the heavy tasks run: local (this machine, default) or dask "
+                             "(a dask.distributed cluster, see --scheduler)")
+    parser.add_argument("--scheduler", default=None, metavar="ADDR",
+                        help="dask scheduler address, e.g. tcp://10.0.0.5:8786 (default "
+                             "$DASK_SCHEDULER_ADDRESS); with --backend dask")
+    parser.add_argument("--n-jobs", type=int, default=None, metavar="N",
+                        help="local worker processes (default 1: in this process; -1: all cores)")
+
+
+def backend_from_args(args) -> Backend | None:
+    """The backend the CLI flags of :func:`add_backend_arguments` ask for; None for the default
+    (in-process, the code path without a backend)."""
+    backend = getattr(args, "backend", "local") or "local"
+    scheduler, n_jobs = getattr(args, "scheduler", None), getattr(args, "n_jobs", None)
+    if backend == "local" and scheduler is None and n_jobs in (None, 1):
+        return None
+    return get_backend(backend, scheduler=scheduler, n_jobs=n_jobs)

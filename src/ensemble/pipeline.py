@@ -36,10 +36,10 @@ class PipelineConfig:
     data_root: str | None = None
     profile: str = "quick"
     # zoo
-    families: tuple[str, ...] = ("dcgan", "lsgan", "wgan-gp", "acgan")
+    families: tuple[str, ...] = ("dcgan", "lsgan", "acgan", "cgan")
     variants: tuple[dict, ...] = ()  # extra (family, hparams) runs: {"arch": ..., **hparams}
-    iterations: int = 600
-    snapshots: tuple[int, ...] = (200, 400, 600)
+    iterations: int = 500
+    snapshots: tuple[int, ...] = (300, 400, 500)
     batch_size: int = 64
     # embeddings and scores
     backbone: str = "resnet18"
@@ -55,16 +55,20 @@ class PipelineConfig:
     min_size: int = 2
     rule: str = "max-fidelity"
     # export and downstream
-    n_per_class: int = 1000
+    n_per_class: int = 750
     downstream_model: str = "small-cnn"
     downstream_seeds: tuple[int, ...] = (0, 1)
-    downstream_epochs: int = 15
-    downstream_patience: int = 4
-    samples_per_epoch: int | None = 2000
+    downstream_epochs: int = 8
+    downstream_patience: int = 3
+    samples_per_epoch: int | None = 1500
     n_random: int = 2
     downstream: bool = True
     seed: int = 0
     device: str = "auto"
+    # where the heavy stages run (see docs/cluster.md); not part of any cache key
+    backend: str = "local"
+    scheduler: str | None = None
+    n_jobs: int | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -74,16 +78,17 @@ class PipelineConfig:
         d = self.to_dict()
         if fields_:
             d = {k: d[k] for k in fields_}
-        d.pop("data_root", None)
-        d.pop("device", None)
+        for key in ("data_root", "device", "backend", "scheduler", "n_jobs"):
+            d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 PROFILES: dict[str, dict] = {
     # A few minutes on a 2-core CPU: 4 families x 3 snapshots, small samples.
-    "quick": dict(families=("dcgan", "lsgan", "wgan-gp", "acgan"), iterations=600,
-                  snapshots=(200, 400, 600), n_samples=2000, n_per_class=1000,
-                  downstream_seeds=(0, 1), downstream_epochs=15, samples_per_epoch=2000),
+    "quick": dict(families=("dcgan", "lsgan", "acgan", "cgan"), iterations=500,
+                  snapshots=(300, 400, 500), n_samples=1500, n_per_class=750,
+                  downstream_seeds=(0, 1), downstream_epochs=8, downstream_patience=3,
+                  samples_per_epoch=1500),
     # Seconds: for tests and notebooks (a handful of iterations; the numbers mean nothing).
     "tiny": dict(families=("dcgan", "cgan"), iterations=6, snapshots=(3, 6), batch_size=32,
                  n_samples=200, n_real=400, pop_size=20, n_gen=10, n_per_class=40,
@@ -160,8 +165,26 @@ def _zoo_runs(cfg: PipelineConfig) -> list[tuple[str, dict]]:
     return runs
 
 
-def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress: bool = True) -> RunResult:
-    """Run every stage into ``out_dir`` (created; stages already done are reused)."""
+def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress: bool = True,
+                 backend=None) -> RunResult:
+    """Run every stage into ``out_dir`` (created; stages already done are reused).
+
+    ``backend`` (an :mod:`ensemble.parallel` backend or a dask Client) runs the zoo and score
+    stages' tasks; by default the config's ``backend``/``scheduler``/``n_jobs`` decide.
+    """
+    import contextlib
+
+    from ensemble.parallel import backend_from_args, using_backend
+
+    with contextlib.ExitStack() as stack:
+        if backend is None:
+            backend = backend_from_args(config)
+        if backend is not None:
+            backend = stack.enter_context(using_backend(backend))
+        return _run(config, out_dir, progress, backend)
+
+
+def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, backend) -> RunResult:
     from ensemble.data import load_dataset
     from ensemble.embed import Embedder
     from ensemble.grids import save_grid
@@ -189,12 +212,23 @@ def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress
     zoo_dir = out / "zoo"
     with _Stage(res, "zoo") as st:
         before = len(Catalog(zoo_dir)) if (zoo_dir / "catalog.sqlite").exists() else 0
-        for arch, hp in _zoo_runs(cfg):
-            train(arch, train_ds.images, train_ds.labels, out_dir=zoo_dir, iterations=cfg.iterations,
-                  snapshots=list(cfg.snapshots), batch_size=cfg.batch_size,
-                  name=default_run_name(arch, hp),
-                  seed=derive_seed(cfg.seed, "zoo", arch, json.dumps(hp, sort_keys=True)),
-                  device=cfg.device, dataset=cfg.dataset, **hp)
+        runs = [{"arch": arch, "name": default_run_name(arch, hp),
+                 "seed": derive_seed(cfg.seed, "zoo", arch, json.dumps(hp, sort_keys=True)), **hp}
+                for arch, hp in _zoo_runs(cfg)]
+        if backend is None:
+            for r in runs:
+                r = dict(r)
+                train(r.pop("arch"), train_ds.images, train_ds.labels, out_dir=zoo_dir,
+                      iterations=cfg.iterations, snapshots=list(cfg.snapshots),
+                      batch_size=cfg.batch_size, device=cfg.device, dataset=cfg.dataset, **r)
+        else:
+            from ensemble.tasks import DataSpec, train_zoo
+
+            train_zoo(runs, out_dir=zoo_dir,
+                      data=DataSpec.resolve(cfg.dataset, split="train", root=cfg.data_root),
+                      iterations=cfg.iterations, snapshots=list(cfg.snapshots),
+                      batch_size=cfg.batch_size, device=cfg.device, dataset_name=cfg.dataset,
+                      backend=backend, progress=progress)
         catalog = Catalog(zoo_dir)
         st.cached = len(catalog) == before and before > 0
     res.paths["zoo"] = zoo_dir
@@ -215,7 +249,7 @@ def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress
                 embedder.fit(train_ds.images, train_ds.labels)
             tables = ScoreTables.compute(catalog, score_ds.images, embedder, n_samples=cfg.n_samples,
                                          k=cfg.k, seed=derive_seed(cfg.seed, "score"),
-                                         cache_dir=out / "cache", progress=progress)
+                                         cache_dir=out / "cache", progress=progress, backend=backend)
             tables.meta["pipeline_key"] = score_key
             tables.save(tables_path)
     res.paths["tables"] = tables_path

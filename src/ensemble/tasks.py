@@ -62,6 +62,20 @@ class DataSpec:
     subset: int | None = None
     subset_seed: int = 0
 
+    @classmethod
+    def resolve(cls, source: str | os.PathLike, split: str = "train",
+                root: str | os.PathLike | None = None, subset: int | None = None,
+                subset_seed: int = 0) -> DataSpec:
+        """A spec that other machines can follow: absolute paths, the data root made explicit
+        (``root`` else ``$GAN_ENSEMBLE_DATA`` of this process)."""
+        from ensemble.data import data_root
+
+        p = Path(source).expanduser()
+        src = str(p.resolve()) if p.exists() else str(source)
+        r = data_root(root)
+        return cls(src, split=split, root=str(r.resolve()) if r is not None else None,
+                   subset=subset, subset_seed=subset_seed)
+
     def load(self):
         from ensemble.data import load_dataset
 
@@ -117,13 +131,23 @@ def train_run_task(item: Mapping[str, Any]) -> dict:
     :func:`zoo.train.train`, which resumes from the run's last saved state when the folder holds
     one (e.g. after the worker running it died).
     """
+    import torch
+
     from zoo.train import train
 
     ds = item["data"].load()
-    ids = train(item["arch"], ds.images, ds.labels, out_dir=item["zoo_dir"],
-                iterations=item["iterations"], snapshots=item["snapshots"],
-                batch_size=item["batch_size"], seed=item["seed"], device=item["device"],
-                name=item["run"], dataset=ds.name, num_classes=ds.num_classes, **item["hparams"])
+    threads = item.get("torch_threads")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        ids = train(item["arch"], ds.images, ds.labels, out_dir=item["zoo_dir"],
+                    iterations=item["iterations"], snapshots=item["snapshots"],
+                    batch_size=item["batch_size"], seed=item["seed"], device=item["device"],
+                    name=item["run"], dataset=item.get("dataset_name") or ds.name,
+                    num_classes=ds.num_classes, **item["hparams"])
+    finally:
+        torch.set_num_threads(before)
     return {"run": item["run"], "ids": ids,
             "names": [f"{item['run']}@{s}" for s in item["snapshots"]]}
 
@@ -158,6 +182,7 @@ def _promote(zoo_dir: Path, run: str) -> list[int]:
 def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
               data: DataSpec | str | os.PathLike, iterations: int, snapshots: Sequence[int],
               batch_size: int = 64, seed: int = 0, device: str = "auto", backend: Any = None,
+              torch_threads: int | None = None, dataset_name: str | None = None,
               progress: bool = True) -> list[dict]:
     """Train several zoo runs as independent tasks; return one dict per run, in input order.
 
@@ -165,6 +190,10 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
     ``iterations``, ``snapshots``, ``batch_size`` (overriding the shared arguments) and the
     family's hyper-parameters. ``data``: a :class:`DataSpec` (or a flag / path), loaded by each
     task. ``backend``: an :mod:`ensemble.parallel` backend or name (default: in-process).
+    ``dataset_name``: the catalog's ``dataset`` column (default: the loaded dataset's name).
+    ``torch_threads``: pin torch's CPU threads in every task. CPU training is bit-for-bit
+    reproducible only for one thread count, so pin it (e.g. 1, as Dask workers with one thread
+    each run) to get the same generator bytes from every backend; None leaves torch's default.
 
     With a parallel backend each new run trains in its own staging zoo
     (``out_dir/.staging/<run>``, resumable there) and joins ``out_dir`` when done, in input
@@ -177,7 +206,7 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
     from zoo.catalog import Catalog
 
     if not isinstance(data, DataSpec):
-        data = DataSpec(str(data))
+        data = DataSpec.resolve(data)
     zoo_dir = Path(out_dir).expanduser()
     ds = data.load()  # fail fast on bad data here, before any task starts
     specs = _resolve_runs(runs, ds, iterations=iterations, snapshots=snapshots,
@@ -194,10 +223,12 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
                 kinds.append("done")
                 continue
             in_zoo = bool(have) or (zoo_dir / "runs" / run).exists()
-            staged = not b.in_process and not in_zoo
+            # a staged run left by an interrupted parallel call resumes there, whatever the backend
+            staged = not in_zoo and (not b.in_process or (zoo_dir / STAGING_DIR / run).is_dir())
             kinds.append("staged" if staged else "direct")
             zdir = zoo_dir / STAGING_DIR / run if staged else zoo_dir
-            items.append({**spec, "zoo_dir": str(zdir), "data": data, "device": device})
+            items.append({**spec, "zoo_dir": str(zdir), "data": data, "device": device,
+                          "torch_threads": torch_threads, "dataset_name": dataset_name})
         if items:
             log.info("training %d run(s) on %r (%d already complete)", len(items), b,
                      kinds.count("done"))
@@ -307,11 +338,11 @@ def pair_blocks(p: int, n_workers: int = 1) -> list[list[tuple[int, int]]]:
     """Split the pairs (g, h), g < h, of ``p`` generators into tiles of contiguous groups.
 
     A tile (groups i <= j) needs only the features of its two groups, so blocks move little data;
-    about ``4 × n_workers`` blocks keep every worker busy.
+    about ``8 × n_workers`` blocks, largest first, keep every worker busy to the end.
     """
     if p < 2:
         return []
-    n_groups = max(1, min(p, math.ceil(math.sqrt(8 * max(1, n_workers)))))
+    n_groups = max(1, min(p, math.ceil(math.sqrt(16 * max(1, n_workers)))))
     bounds = np.linspace(0, p, n_groups + 1).round().astype(int)
     groups = [range(bounds[i], bounds[i + 1]) for i in range(n_groups) if bounds[i + 1] > bounds[i]]
     blocks = []
@@ -320,7 +351,7 @@ def pair_blocks(p: int, n_workers: int = 1) -> list[list[tuple[int, int]]]:
             pairs = [(g, h) for g in gi for h in gj if g < h]
             if pairs:
                 blocks.append(pairs)
-    return blocks
+    return sorted(blocks, key=len, reverse=True)  # stable: equal sizes keep their order
 
 
 def score_generator_task(item: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray | None]:

@@ -225,3 +225,17 @@ def test_through_the_dispatcher(ts_zoo, capsys):
     assert main(["zoo", "sample", str(ts_zoo), "nope", "--out", "x.png"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("gan-ensemble zoo: error: no generator") and err.count("\n") == 1
+
+
+def test_architectures_lists_every_family(capsys):
+    import argparse
+
+    from ensemble.cli import zoo as zoo_cli
+
+    parser = argparse.ArgumentParser()
+    zoo_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["zoo", "architectures"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    for family in ("dcgan", "lsgan", "wgan", "wgan-gp", "sngan", "acgan", "cgan", "progan"):
+        assert f"\n{family} " in "\n" + out

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                    help="sizes: quick (minutes on a CPU), tiny (seconds), paper (reference protocol)")
     p.add_argument("--seed", type=int, default=0, help="root seed for every random choice")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--families", default=None, help="comma-separated GAN families (see `gan-ensemble zoo list-architectures`)")
+    p.add_argument("--families", default=None, help="comma-separated GAN families (see `gan-ensemble zoo architectures`)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--snapshots", default=None, help="comma-separated iterations to snapshot")
     p.add_argument("--backbone", default=None)
@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--rule", default=None, help="selection rule for G*")
     p.add_argument("--n-per-class", type=int, default=None)
     p.add_argument("--no-downstream", action="store_true", help="skip the downstream comparison")
+    from ensemble.parallel import add_backend_arguments
+
+    add_backend_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         snapshots=tuple(int(s) for s in args.snapshots.split(",")) if args.snapshots else None,
         backbone=args.backbone, weights=args.weights, rule=args.rule, n_per_class=args.n_per_class,
         downstream=False if args.no_downstream else None,
+        backend=args.backend, scheduler=args.scheduler, n_jobs=args.n_jobs,
     )
     t0 = time.perf_counter()
     res = run_pipeline(cfg, args.out)

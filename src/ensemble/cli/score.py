@@ -10,11 +10,16 @@ Every generator of the zoo is sampled (as many images as the real training split
 (density, coverage, d, the pairwise table for Inter-d). Features are cached by content
 (``--cache-dir``, else ``$GAN_ENSEMBLE_CACHE``, else the user cache dir), so a second run, or one
 after an interruption, only computes what is missing.
+
+``--backend dask --scheduler tcp://HOST:8786`` runs the sampling/embedding of each generator and
+the blocks of generator pairs on a Dask cluster (``--n-jobs N``: N local processes instead); the
+zoo and cache folders must then be shared by the workers (docs/cluster.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -39,6 +44,7 @@ def _positive(value: int | None, flag: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ensemble.data import load_dataset
     from ensemble.embed import Embedder
+    from ensemble.parallel import backend_from_args
     from ensemble.scores import ScoreTables
     from zoo.catalog import Catalog
     from zoo.seeding import derive_seed
@@ -67,11 +73,17 @@ def _run(args: argparse.Namespace) -> int:
     n_gen = len(names) if names is not None else len(catalog)
     print(f"scoring {n_gen} generators of {catalog.zoo_dir} against {len(ds)} real {ds.name} images "
           f"({args.backbone}, {embedder.identity}, {args.image_size}px, {args.channels})")
-    tables = ScoreTables.compute(
-        catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=args.seed,
-        cache_dir=args.cache_dir, per_class=args.per_class, real_labels=ds.labels, names=names,
-        class_names=ds.class_names,
-    )
+    backend = backend_from_args(args)
+    if backend is not None:
+        print(f"running the sampling, embedding and scoring tasks on {backend!r}")
+    with contextlib.ExitStack() as stack:
+        if backend is not None:
+            stack.enter_context(backend)
+        tables = ScoreTables.compute(
+            catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=args.seed,
+            cache_dir=args.cache_dir, per_class=args.per_class, real_labels=ds.labels, names=names,
+            class_names=ds.class_names, backend=backend,
+        )
     tables.meta.update({"dataset": ds.name, "zoo": str(catalog.zoo_dir)})
     tables.save(out)
     elapsed = time.perf_counter() - t0
@@ -91,6 +103,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``score`` to the top-level sub-command parsers."""
+    from ensemble.parallel import add_backend_arguments
+
     p = subparsers.add_parser(
         "score", help="embed real and generated images and write the score tables",
         description="Sample every generator of a zoo, embed it with a timm backbone and score it "
@@ -122,5 +136,6 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=5, help="training epochs for --weights in-domain (default 5)")
     p.add_argument("--top", type=int, default=5, help="print the N best generators by d (default 5)")
     p.add_argument("--out", required=True, help="score tables file to write (.npz)")
+    add_backend_arguments(p)
     p.set_defaults(func=_run)
     return p

@@ -4,6 +4,8 @@ Examples::
 
     gan-ensemble zoo train --dataset pneumoniamnist --families dcgan,lsgan --iterations 2000 \\
         --snapshots 500,1000,2000 --out zoo/
+    gan-ensemble zoo train --dataset pneumoniamnist --families dcgan,lsgan,wgan-gp \\
+        --backend dask --scheduler tcp://10.0.0.5:8786 --out /shared/zoo/   # one run per task
     gan-ensemble zoo list zoo/
     gan-ensemble zoo sample zoo/ dcgan@2000 -n 64 --out grid.png
     gan-ensemble zoo register-torchscript zoo/ G.pt --name mygan --latent-dim 128 \\
@@ -15,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -73,10 +76,10 @@ def _snapshots(text: str | None, iterations: int) -> list[int]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ensemble.data import load_dataset
+    from ensemble.parallel import backend_from_args
+    from ensemble.tasks import DataSpec, train_zoo
     from zoo.catalog import Catalog
     from zoo.registry import get_architecture, list_architectures
-    from zoo.train import train
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if not families:
@@ -94,25 +97,41 @@ def _train(args: argparse.Namespace) -> int:
     for item in args.set or []:
         key, value = _key_value(item)
         hparams[key] = value
-    ds = load_dataset(args.dataset, split=args.split, root=args.data_root)
-    if args.subset is not None:
-        if args.subset < 1:
-            raise ValueError(f"--subset must be a positive number of images, got {args.subset}")
-        ds = ds.subset(args.subset, seed=args.seed)
+    if args.subset is not None and args.subset < 1:
+        raise ValueError(f"--subset must be a positive number of images, got {args.subset}")
+    backend = backend_from_args(args)  # bad flags fail before the data is read
+    data = DataSpec.resolve(args.dataset, split=args.split, root=args.data_root,
+                            subset=args.subset, subset_seed=args.seed)
+    ds = data.load()
+    where = f" on {backend!r}" if backend is not None else ""
     print(f"training {', '.join(families)} on {ds.name} ({len(ds)} images, "
-          f"{ds.num_classes} classes) for {args.iterations} iterations; snapshots {snapshots}")
-    all_ids: list[int] = []
+          f"{ds.num_classes} classes) for {args.iterations} iterations; snapshots {snapshots}{where}")
+    del ds
+    runs = []
     for arch in archs:
-        name = None
+        run: dict[str, object] = {"arch": arch.name, **hparams}
         if args.name:
-            name = args.name if len(archs) == 1 else f"{args.name}-{arch.name}"
-        ids = train(arch.name, ds.images, ds.labels, out_dir=args.out,
-                        iterations=args.iterations, snapshots=snapshots,
-                        batch_size=args.batch_size, seed=args.seed, device=args.device,
-                        name=name, dataset=ds.name, num_classes=ds.num_classes, **hparams)
-        all_ids.extend(ids)
+            run["name"] = args.name if len(archs) == 1 else f"{args.name}-{arch.name}"
+        runs.append(run)
+    with contextlib.ExitStack() as stack:
+        if backend is not None:
+            stack.enter_context(backend)
+        results = train_zoo(runs, out_dir=args.out, data=data, iterations=args.iterations,
+                            snapshots=snapshots, batch_size=args.batch_size, seed=args.seed,
+                            device=args.device, backend=backend)
+    for arch, res in zip(archs, results, strict=True):
+        ids = res["ids"]
         print(f"{arch.name}: {len(ids)} generators (ids {', '.join(map(str, ids))})")
     print(f"catalog: {Path(args.out) / 'catalog.sqlite'} ({len(Catalog(args.out))} generators)")
+    return 0
+
+
+def _architectures(args: argparse.Namespace) -> int:
+    from zoo.registry import get_architecture, list_architectures
+
+    for name in list_architectures():
+        arch = get_architecture(name)
+        print(f"{name:<10s} {arch.loss:<12s} {arch.description}")
     return 0
 
 
@@ -209,6 +228,8 @@ def _remove(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``zoo`` and its actions to the top-level sub-command parsers."""
+    from ensemble.parallel import add_backend_arguments
+
     parser = subparsers.add_parser(
         "zoo", help="train, list, sample and register generators",
         description="Manage a zoo folder: its generators and their catalog (catalog.sqlite).",
@@ -242,7 +263,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any other hyper-parameter (VALUE parsed as JSON); repeatable")
     p.add_argument("--out", required=True, help="zoo folder (created; its catalog is extended)")
+    add_backend_arguments(p)
     p.set_defaults(func=_train)
+
+    p = actions.add_parser("architectures", help="list the GAN families that `zoo train` knows")
+    p.set_defaults(func=_architectures)
 
     p = actions.add_parser("list", help="print the catalog of a zoo folder")
     p.add_argument("zoo_dir", metavar="DIR")
