@@ -13,15 +13,6 @@ from zoo.nets.progan import progan_schedule
 FAMILIES = ["acgan", "cgan", "dcgan", "lsgan", "progan", "sngan", "wgan", "wgan-gp"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one thread is faster, and avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _family_hparams(name: str) -> dict:
     # progan: one iteration per phase, so 3 iterations reach the second resolution
     return {"stage_iters": 1} if name == "progan" else {}

@@ -12,15 +12,6 @@ from zoo.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 FAMILIES = ["acgan", "cgan", "dcgan", "lsgan", "progan", "sngan", "wgan", "wgan-gp"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one thread is faster, and avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_builtin_families_are_listed():
     names = zoo.list_architectures()
     assert names == sorted(names)

@@ -16,15 +16,6 @@ from zoo.losses import discriminator_loss, generator_loss, gradient_penalty
 from zoo.train import STATE_FORMAT, GANTrainer, build_config, default_run_name
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets: one thread is faster, and avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def data(pneumonia_small):
     return pneumonia_small.images[:128], pneumonia_small.labels[:128]
