@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.arrays import check_images as validate_images
+
 __all__ = [
     "Dataset",
     "load_dataset",
@@ -79,27 +81,6 @@ class Dataset:
             idx = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
         return Dataset(self.images[idx], self.labels[idx], list(self.class_names), self.name,
                        self.split, dict(self.meta))
-
-
-def validate_images(images: np.ndarray, name: str = "images") -> np.ndarray:
-    """Check that ``images`` is uint8 ``(N, H, W)`` or ``(N, H, W, C)`` with C in {1, 3}."""
-    if not isinstance(images, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise ValueError(
-            f"{name} must be uint8 in [0, 255], got dtype {images.dtype}; convert with "
-            "np.clip(x * 255, 0, 255).astype(np.uint8) for float images in [0, 1]"
-        )
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
-        raise ValueError(
-            f"{name} must have shape (N, H, W) or (N, H, W, 3), got {images.shape}; "
-            "channels go last"
-        )
-    if len(images) == 0:
-        raise ValueError(f"{name} is empty; pass at least one image")
-    return images
 
 
 def validate_labels(labels: np.ndarray, num_classes: int, n: int | None = None,

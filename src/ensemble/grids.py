@@ -12,24 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo.arrays import check_images
 from zoo.io import atomic_write
 
 __all__ = ["image_grid", "save_grid"]
 
 
-def _check_images(images: object) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got dtype {images.dtype}; sample them with a "
-                         "zoo generator or convert with .astype(np.uint8)")
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
-        raise ValueError(f"images must have shape (N, H, W) or (N, H, W, 3), got {images.shape}")
-    if len(images) == 0:
-        raise ValueError("images is empty; pass at least one image")
-    return images
 
 
 def image_grid(images: np.ndarray, nrow: int | None = None, labels: np.ndarray | None = None,
@@ -39,7 +27,7 @@ def image_grid(images: np.ndarray, nrow: int | None = None, labels: np.ndarray |
     ``labels`` (one per image) groups the images by class, each class starting a new row.
     ``padding`` pixels of ``pad_value`` separate the tiles.
     """
-    images = _check_images(images)
+    images = check_images(images)
     n = len(images)
     if nrow is None:
         nrow = max(1, math.ceil(math.sqrt(n)))

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .arrays import check_images
 from .device import resolve_device
 from .diffaug import diff_augment
 from .io import atomic_write
@@ -214,19 +215,7 @@ def default_run_name(arch: str | Architecture, config: Mapping[str, Any], seed: 
 
 
 def _check_images(images: Any) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise ValueError(f"images must be a numpy uint8 array (N, H, W) or (N, H, W, 3), got "
-                         f"{type(images).__name__}")
-    if images.dtype != np.uint8:
-        raise ValueError(f"images must be uint8 in [0, 255], got dtype {images.dtype}; convert "
-                         "with np.clip(x * 255, 0, 255).astype(np.uint8) for floats in [0, 1]")
-    if images.ndim == 4 and images.shape[-1] == 1:
-        images = images[..., 0]
-    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
-        raise ValueError(f"images must have shape (N, H, W) or (N, H, W, 3), got {images.shape}; "
-                         "channels go last")
-    if len(images) == 0:
-        raise ValueError("images is empty; pass at least one training image")
+    images = check_images(images)
     h, w = images.shape[1:3]
     if h != w or h not in (28, 32):
         raise ValueError(f"images are {h}x{w}, but the zoo trains on 28x28 or 32x32 images; "
