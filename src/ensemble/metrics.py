@@ -12,7 +12,9 @@ How it is fast and small: distances are computed block by block with a float32 m
 mean-centred features (O((N+M)·block) memory, never N×M). Each approximate squared distance
 carries a rigorous rounding-error bound; only pairs whose comparison the bound cannot decide
 (a tiny fraction, right at a radius) are recomputed in float64 the reference way. k-NN radii use
-the float32 top-(k+1+margin) candidates, recomputed exactly and checked against the bound.
+the float32 top-(k+1+margin) candidates, recomputed exactly and checked against the bound. On a
+CPU the comparisons of each block run in one pass of a small C kernel (:mod:`ensemble.blockkernel`)
+instead of ~10 torch passes, which puts the score tables near the cost of the bare matrix products.
 """
 
 from __future__ import annotations
@@ -127,21 +129,32 @@ def _gamma(dim: int) -> float:
     return 2.2 * (dim + 4) * _U32
 
 
-def _approx_d2(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures) -> torch.Tensor:
-    """Approximate squared distances (float32) of rows lo:hi of ``a`` to all of ``b``.
+def _gram_part(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """``|b_j|² − 2 a_i·b_j`` (float32) for rows lo:hi of ``a``: the squared distance less ``|a_i|²``.
 
-    Rounding error is at most ``_gamma(dim) · (|a_i|² + |b_j|²)`` (centred norms).
+    ``out``: a reusable buffer of at least ``(hi − lo) · len(b)`` elements (fresh memory for every
+    block costs page faults as large as a fair part of the product).
     """
+    if out is not None:
+        out = out[: (hi - lo) * len(b)].view(hi - lo, len(b))
     if a.c32.is_cuda:  # TF32 would void the float32 error bound: force full precision here
         old = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = False
         try:
-            d2 = torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0)
+            return torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0, out=out)
         finally:
             torch.backends.cuda.matmul.allow_tf32 = old
-    else:
-        d2 = torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0)
-    return d2.add_(a.csq[lo:hi, None])
+    return torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0, out=out)
+
+
+def _approx_d2(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """Approximate squared distances (float32) of rows lo:hi of ``a`` to all of ``b``.
+
+    Rounding error is at most ``_gamma(dim) · (|a_i|² + |b_j|²)`` (centred norms).
+    """
+    return _gram_part(a, lo, hi, b, out=out).add_(a.csq[lo:hi, None])
 
 
 def _exact_dist(a: PreparedFeatures, ia: torch.Tensor, b: PreparedFeatures, ib: torch.Tensor) -> torch.Tensor:
@@ -179,9 +192,10 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
     radii = torch.empty(n, dtype=torch.float32, device=p.c32.device)
     bmax = p.csq.max().double()
     step = _rows_per_block(n, block_elems)
+    buf = torch.empty(min(step, n) * n, dtype=torch.float32, device=p.c32.device)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        d2 = _approx_d2(p, lo, hi, p)
+        d2 = _approx_d2(p, lo, hi, p, out=buf)
         vals, idx = torch.topk(d2, m, dim=1, largest=False, sorted=True)
         del d2
         # With |approx − exact| <= b, the (k+1)-th exact value lies in [v_k − b, v_k + b]: candidates
@@ -228,21 +242,6 @@ class PairStats:
     n_exact: int = 0  # pairs the error bound could not decide, recomputed exactly
 
 
-def _decide(d2: torch.Tensor, lo_thr: torch.Tensor, hi_thr: torch.Tensor, radius: torch.Tensor,
-            a: PreparedFeatures, b: PreparedFeatures, lo: int, rows_side: bool):
-    """Boolean block [d < radius]: sure below ``lo_thr``, sure above ``hi_thr``, exact in between."""
-    shape = (-1, 1) if rows_side else (1, -1)
-    inside = d2 < lo_thr.view(shape)
-    maybe = d2 <= hi_thr.view(shape)
-    n_unsure = int(torch.count_nonzero(maybe)) - int(torch.count_nonzero(inside))
-    if n_unsure:
-        ii, jj = torch.nonzero(maybe.logical_xor_(inside), as_tuple=True)
-        dist = _exact_dist(a, ii + lo, b, jj)
-        r = radius[ii + lo] if rows_side else radius[jj]
-        inside[ii, jj] = dist < r
-    return inside, n_unsure
-
-
 def _bands(radius: torch.Tensor, own_sq: torch.Tensor, other_max_sq: torch.Tensor, gamma: float):
     """Thresholds on approximate d² below/above which [d < radius] is certain."""
     thr2 = radius.double().pow(2)
@@ -250,14 +249,84 @@ def _bands(radius: torch.Tensor, own_sq: torch.Tensor, other_max_sq: torch.Tenso
     return (thr2 - slack).float(), (thr2 + slack).float()
 
 
+# ----------------------------------------------------------------------- block reduction
+# After each block's matrix product, every comparison compare_sets needs is a reduction of the
+# block: per-row and per-column counts of [d² < lower threshold] and of [d² <= upper threshold].
+# On the CPU a one-pass C kernel (ensemble.blockkernel) does it; elsewhere, or without a C
+# compiler, torch ops do (about ten passes; fast on a GPU). Both give the same integers.
+_KERNEL_MIN_ELEMS = 1 << 20  # distances per call below which torch ops are as fast
+
+
+def _use_kernel(kernel: bool | None, dev: torch.device, n_elems: int):
+    """The block kernel to use for this call, or None for torch ops."""
+    if kernel is False or dev.type != "cpu":
+        return None
+    if kernel is None and n_elems < _KERNEL_MIN_ELEMS:
+        return None
+    from ensemble import blockkernel
+
+    return blockkernel.load()
+
+
+def _torch_side(d2, lo, hi, axis: int, other: bool) -> dict:
+    """One side's reduction with torch ops: no integer copy of the block (count_nonzero/any)."""
+    ins, may = d2 < lo, d2 <= hi
+    count = torch.count_nonzero(ins)
+    if int(torch.count_nonzero(may)) != int(count):
+        unsure = may.logical_xor_(ins).any(axis)
+    else:
+        unsure = torch.zeros(d2.shape[1 - axis], dtype=torch.bool, device=d2.device)
+    return {"count": int(count), "main": ins.any(axis), "unsure": unsure,
+            "other": ins.any(1 - axis) if other else None, "band": None}
+
+
+def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, lo_c, hi_c) -> tuple[dict, bool]:
+    """Reduce one block: ({side: outputs}, whether ``g`` still holds g rather than d²).
+
+    Per side ("a", "b"): ``count`` of sure-inside pairs, ``main`` flags of the rows (A) or
+    columns (B) holding one, ``unsure`` flags of the rows (A) or columns (B) holding undecided
+    pairs, ``other``: the other axis' sure-inside flags (when ``flags`` ask), ``band``: the
+    undecided pairs' (row, column) indices when known (else None: search the ``unsure`` slices).
+    ``fn`` is the C kernel (``g`` is left as it is) or None: torch ops, which turn ``g`` into d²
+    in place (no second block in memory).
+    """
+    side_a, cols_a, side_b, rows_b = flags
+    if fn is not None:
+        from ensemble.blockkernel import block_counts
+
+        c = block_counts(fn, g, a_sq, lo_r if side_a else None, hi_r if side_a else None,
+                         lo_c if side_b else None, hi_c if side_b else None,
+                         side_a=side_a, cols_a=cols_a, side_b=side_b, rows_b=rows_b)
+        out = {}
+        if side_a:
+            out["a"] = {"count": int(c["in_r"].sum(dtype=torch.int64)), "main": c["in_r"] > 0,
+                        "unsure": c["may_r"] != c["in_r"], "band": c["band_a"],
+                        "other": c["in_c_a"] > 0 if cols_a else None}
+        if side_b:
+            out["b"] = {"count": int(c["in_c"].sum(dtype=torch.int64)), "main": c["in_c"] > 0,
+                        "unsure": c["may_c"] != c["in_c"], "band": c["band_b"],
+                        "other": c["in_r_b"] > 0 if rows_b else None}
+        return out, True
+    d2 = g.add_(a_sq[:, None])
+    out = {}
+    if side_a:
+        out["a"] = _torch_side(d2, lo_r[:, None], hi_r[:, None], 1, cols_a)
+    if side_b:
+        out["b"] = _torch_side(d2, lo_c[None, :], hi_c[None, :], 0, rows_b)
+    return out, False
+
+
 def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device = "auto",
-                 block_elems: int | None = None, need: tuple[str, ...] | None = None) -> PairStats:
+                 block_elems: int | None = None, need: tuple[str, ...] | None = None,
+                 kernel: bool | None = None) -> PairStats:
     """Count and flag the pairs of A × B that fall inside A's and/or B's k-NN balls.
 
     ``a``/``b`` are feature arrays or :class:`PreparedFeatures` (sharing one centre). One pass over
     the distance blocks serves both directions, so d(A, B) and d(B, A) cost one matrix product.
     ``need`` names the :class:`PairStats` fields wanted (default: all that the radii allow);
-    skipping unused ones saves passes over each block.
+    skipping unused ones saves work on each block. ``kernel`` forces (True) or forbids (False) the
+    one-pass C block kernel (:mod:`ensemble.blockkernel`); by default it is used on the CPU for
+    calls of at least ~1M distances. Results are identical either way.
     """
     need = set(need) if need is not None else {"rows_a", "cols_a", "rows_b", "cols_b"}
     if radii_a is None and radii_b is None:
@@ -270,48 +339,75 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
         pb = prepare_features(pb.x32.cpu().numpy(), center=pa.center, device=pa.c32.device)
     dev = pa.c32.device
     na, nb = len(pa), len(pb)
-    out = PairStats(n_a=na, n_b=nb)
-    ra = rb = None
     gamma = _gamma(pa.dim)
-    if radii_a is not None:
+    side_a, side_b = radii_a is not None, radii_b is not None
+    flags = (side_a, side_a and "cols_a" in need, side_b, side_b and "rows_b" in need)
+    fn = _use_kernel(kernel, dev, na * nb)
+    # per side: count, row flags, column flags (the unwanted ones are computed anyway: cheap)
+    count = {"a": 0, "b": 0}
+    rows = {s: torch.zeros(na, dtype=torch.bool, device=dev) for s in "ab"}
+    cols = {s: torch.zeros(nb, dtype=torch.bool, device=dev) for s in "ab"}
+    lo_a = hi_a = lo_b = hi_b = torch.zeros(0, dtype=torch.float32, device=dev)  # absent sides: unread
+    if side_a:
         ra = _radii_tensor(radii_a, na, "radii_a", dev)
         lo_a, hi_a = _bands(ra, pa.csq, pb.csq.max(), gamma)
-        out.count_a = 0
-        rows_a = torch.zeros(na, dtype=torch.bool, device=dev)
-        cols_a = torch.zeros(nb, dtype=torch.bool, device=dev)
-    if radii_b is not None:
+    if side_b:
         rb = _radii_tensor(radii_b, nb, "radii_b", dev)
         lo_b, hi_b = _bands(rb, pb.csq, pa.csq.max(), gamma)
-        out.count_b = 0
-        rows_b = torch.zeros(na, dtype=torch.bool, device=dev)
-        cols_b = torch.zeros(nb, dtype=torch.bool, device=dev)
+    n_exact = 0
     step = _rows_per_block(nb, block_elems)
+    buf = torch.empty(min(step, na) * nb, dtype=torch.float32, device=dev)
     for lo in range(0, na, step):
         hi = min(na, lo + step)
-        d2 = _approx_d2(pa, lo, hi, pb)
-        if ra is not None:
-            inside, nu = _decide(d2, lo_a[lo:hi], hi_a[lo:hi], ra, pa, pb, lo, rows_side=True)
-            out.count_a += int(torch.count_nonzero(inside))
-            if "rows_a" in need:
-                rows_a[lo:hi] = inside.any(1)
-            if "cols_a" in need:
-                cols_a |= inside.any(0)
-            out.n_exact += nu
-        if rb is not None:
-            inside, nu = _decide(d2, lo_b, hi_b, rb, pa, pb, lo, rows_side=False)
-            out.count_b += int(torch.count_nonzero(inside))
-            if "rows_b" in need:
-                rows_b[lo:hi] = inside.any(1)
-            if "cols_b" in need:
-                cols_b |= inside.any(0)
-            out.n_exact += nu
-        del d2
-    if ra is not None:
-        out.rows_a = rows_a.cpu().numpy() if "rows_a" in need else None
-        out.cols_a = cols_a.cpu().numpy() if "cols_a" in need else None
-    if rb is not None:
-        out.rows_b = rows_b.cpu().numpy() if "rows_b" in need else None
-        out.cols_b = cols_b.cpu().numpy() if "cols_b" in need else None
+        g = _gram_part(pa, lo, hi, pb, out=buf)  # |b_j|² − 2 a_i·b_j; d² = g + |a_i|²
+        sums, g_kept = _block_sums(flags, fn, g, pa.csq[lo:hi], lo_a[lo:hi], hi_a[lo:hi], lo_b, hi_b)
+        # d² of a sub-block is g + a_sq: the C kernel left g as it was, torch ops made it d² in
+        # place (adding 0.0 changes no float32 value)
+        a_sq = pa.csq[lo:hi] if g_kept else torch.zeros_like(pa.csq[lo:hi])
+        for s, r in sums.items():
+            count[s] += r["count"]
+            if s == "a":  # A's radii are per row: the row counts decide rows_a
+                rows["a"][lo:hi] |= r["main"]
+                if r["other"] is not None:
+                    cols["a"] |= r["other"]
+            else:  # B's radii are per column
+                cols["b"] |= r["main"]
+                if r["other"] is not None:
+                    rows["b"][lo:hi] |= r["other"]
+            # pairs the bound cannot decide: listed by the kernel, else found in the rows (A) or
+            # columns (B) that hold them; decided from exact distances
+            if r["band"] is not None:
+                ii, jj = r["band"]
+            else:
+                at = torch.nonzero(r["unsure"]).flatten()
+                if not len(at):
+                    continue
+                if s == "a":
+                    sub = g.index_select(0, at) + a_sq[at, None]
+                    ii, jj = torch.nonzero((sub >= lo_a[lo + at, None]) & (sub <= hi_a[lo + at, None]),
+                                           as_tuple=True)
+                    ii = at[ii]
+                else:
+                    sub = g.index_select(1, at) + a_sq[:, None]
+                    ii, jj = torch.nonzero((sub >= lo_b[None, at]) & (sub <= hi_b[None, at]),
+                                           as_tuple=True)
+                    jj = at[jj]
+            if not len(ii):
+                continue
+            ii = ii + lo
+            yes = _exact_dist(pa, ii, pb, jj) < (ra[ii] if s == "a" else rb[jj])
+            n_exact += len(ii)
+            count[s] += int(yes.sum())
+            rows[s][ii[yes]] = True
+            cols[s][jj[yes]] = True
+        del g
+    out = PairStats(n_a=na, n_b=nb, n_exact=n_exact)
+    for s, on in (("a", side_a), ("b", side_b)):
+        if not on:
+            continue
+        setattr(out, f"count_{s}", count[s])
+        for field_, flags_ in ((f"rows_{s}", rows[s]), (f"cols_{s}", cols[s])):
+            setattr(out, field_, flags_.cpu().numpy() if field_ in need else None)
     return out
 
 

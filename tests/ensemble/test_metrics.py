@@ -304,6 +304,139 @@ def test_fake_counts_and_hits_and_compare_sets_match_distance_matrix():
     np.testing.assert_array_equal(only.cols_b, in_b.any(0))
 
 
+def _kernel_or_skip():
+    """The C block kernel; skip where no C compiler exists (torch ops then do the work)."""
+    from ensemble import blockkernel
+
+    if blockkernel._compiler() is None:
+        pytest.skip("no C compiler here: the block kernel cannot be built")
+    fn = blockkernel.load()
+    assert fn is not None, "a C compiler exists but the block kernel did not build (see the log)"
+    return fn
+
+
+def _tie_case():
+    """2-D integer grid far from 0: many exact ties and big float32 cancellation (both sides)."""
+    grid = np.stack(np.meshgrid(np.arange(14), np.arange(14)), -1).reshape(-1, 2)
+    a = grid.astype(np.float32) + 1000.0
+    b = np.concatenate([grid, grid[::3] + [0, 1], grid[::5] + [1, 1]]).astype(np.float32) + 1000.0
+    return a, b, knn_radii(a, K), knn_radii(b, K)
+
+
+@pytest.mark.parametrize("need", [
+    None,  # every field: rows and columns on both sides
+    ("rows_a", "cols_b"),  # what a generator pair needs
+    ("rows_a",),  # what a generator against real needs (A side only)
+    ("cols_b", "rows_b"),  # B side only
+])
+@pytest.mark.parametrize("band_cap", [None, 3])  # 3: band lists overflow, slices are searched
+def test_compare_sets_block_kernel_equals_torch_ops_and_distance_matrix(need, band_cap, monkeypatch):
+    """The one-pass C kernel reaches the very decisions of the torch ops and of prdc."""
+    import functools
+
+    from ensemble import blockkernel
+
+    _kernel_or_skip()
+    if band_cap is not None:
+        monkeypatch.setattr(blockkernel, "block_counts",
+                            functools.partial(blockkernel.block_counts, band_cap=band_cap))
+    a, b, ra, rb = _tie_case()
+    radii_a = None if need == ("cols_b", "rows_b") else ra
+    radii_b = None if need == ("rows_a",) else rb
+    d = compute_pairwise_distance(a, b)
+    in_a, in_b = d < ra[:, None], d < rb[None, :]
+    kw = dict(radii_a=radii_a, radii_b=radii_b, need=need, block_elems=2000)
+    ops = compare_sets(a, b, kernel=False, **kw)
+    fast = compare_sets(a, b, kernel=True, **kw)
+    assert fast.n_exact == ops.n_exact > 100  # ties went through the exact path on both
+    if radii_a is not None:
+        assert fast.count_a == ops.count_a == in_a.sum()
+    if radii_b is not None:
+        assert fast.count_b == ops.count_b == in_b.sum()
+    want = {"rows_a": in_a.any(1), "cols_a": in_a.any(0), "rows_b": in_b.any(1), "cols_b": in_b.any(0)}
+    for field in need or want:
+        np.testing.assert_array_equal(getattr(fast, field), want[field], err_msg=field)
+        np.testing.assert_array_equal(getattr(ops, field), want[field], err_msg=field)
+
+
+def test_block_kernel_counts_equal_torch_reductions():
+    from ensemble import blockkernel
+
+    fn = _kernel_or_skip()
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(37, 53, generator=gen).round(decimals=1)  # coarse values: many exact ties
+    a_sq = torch.rand(37, generator=gen).round(decimals=1)
+    lo_r, lo_c = torch.randn(37, generator=gen).round(decimals=1), torch.randn(53, generator=gen).round(decimals=1)
+    hi_r, hi_c = lo_r + 0.2, lo_c + 0.2
+    got = blockkernel.block_counts(fn, g, a_sq, lo_r, hi_r, lo_c, hi_c, side_a=True, cols_a=True,
+                                   side_b=True, rows_b=True)
+    d2 = g + a_sq[:, None]
+    want = {"in_r": (d2 < lo_r[:, None]).sum(1), "may_r": (d2 <= hi_r[:, None]).sum(1),
+            "in_c_a": (d2 < lo_r[:, None]).sum(0), "in_c": (d2 < lo_c[None, :]).sum(0),
+            "may_c": (d2 <= hi_c[None, :]).sum(0), "in_r_b": (d2 < lo_c[None, :]).sum(1)}
+    for k, v in want.items():
+        assert torch.equal(got[k].long(), v), k
+    for side, lo, hi in (("a", lo_r[:, None], hi_r[:, None]), ("b", lo_c[None, :], hi_c[None, :])):
+        ii, jj = got[f"band_{side}"]
+        band = set(zip(ii.tolist(), jj.tolist(), strict=True))
+        assert band == set(map(tuple, torch.nonzero((d2 >= lo) & (d2 <= hi)).tolist())), side
+        assert band  # coarse values: some pairs sit in the band
+    small = blockkernel.block_counts(fn, g, a_sq, lo_r, hi_r, lo_c, hi_c, side_a=True, cols_a=False,
+                                     side_b=True, rows_b=False, band_cap=1)
+    assert small["band_a"] is None and small["band_b"] is None  # overflow: the caller searches
+    assert torch.equal(small["in_r"], got["in_r"]) and torch.equal(small["may_c"], got["may_c"])
+    with pytest.raises(ValueError, match="contiguous float32"):
+        blockkernel.block_counts(fn, g.double(), a_sq, lo_r, hi_r, None, None, side_a=True,
+                                 cols_a=False, side_b=False, rows_b=False)
+
+
+def test_without_a_compiler_torch_ops_give_the_same(monkeypatch, caplog):
+    from ensemble import blockkernel
+
+    monkeypatch.setattr(blockkernel, "_tried", False)
+    monkeypatch.setattr(blockkernel, "_lib", None)
+    monkeypatch.setattr(blockkernel, "_compiler", lambda: None)
+    a, b, ra, rb = _tie_case()
+    want = compare_sets(a, b, radii_a=ra, radii_b=rb, kernel=False)
+    with caplog.at_level("WARNING", logger="ensemble.blockkernel"):
+        got = compare_sets(a, b, radii_a=ra, radii_b=rb, kernel=True)
+    assert "no C compiler found" in caplog.text
+    assert (got.count_a, got.count_b, got.n_exact) == (want.count_a, want.count_b, want.n_exact)
+    np.testing.assert_array_equal(got.rows_a, want.rows_a)
+    np.testing.assert_array_equal(got.cols_b, want.cols_b)
+
+
+def test_block_kernel_build_failure_and_opt_out(monkeypatch, caplog, tmp_path):
+    from ensemble import blockkernel
+
+    for env, expect in (({"GAN_ENSEMBLE_KERNEL": "0"}, None), ({"CC": str(tmp_path / "broken-cc")}, "failed")):
+        monkeypatch.setattr(blockkernel, "_tried", False)
+        monkeypatch.setattr(blockkernel, "_lib", None)
+        monkeypatch.setenv("GAN_ENSEMBLE_CACHE", str(tmp_path / "cache"))
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        if "CC" in env:  # a "compiler" that always fails
+            cc = tmp_path / "broken-cc"
+            cc.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
+            cc.chmod(0o755)
+            monkeypatch.delenv("GAN_ENSEMBLE_KERNEL", raising=False)
+        with caplog.at_level("WARNING", logger="ensemble.blockkernel"):
+            assert blockkernel.load() is None
+        if expect:
+            assert "could not build" in caplog.text and "internal error" in caplog.text
+        assert not list((tmp_path / "cache").rglob("*.so"))  # nothing half-built left behind
+
+
+def test_block_kernel_policy(monkeypatch):
+    import ensemble.metrics as m
+
+    _kernel_or_skip()
+    cpu, big = torch.device("cpu"), m._KERNEL_MIN_ELEMS
+    assert m._use_kernel(None, cpu, big) is not None and m._use_kernel(None, cpu, big - 1) is None
+    assert m._use_kernel(True, cpu, 1) is not None and m._use_kernel(False, cpu, big) is None
+    assert m._use_kernel(True, torch.device("meta"), big) is None  # torch ops off the CPU
+
+
 def test_d_score():
     assert d_score(1.0, 1.0) == pytest.approx(1.0, abs=1e-6)
     assert d_score(0.0, 0.7) == 0.0

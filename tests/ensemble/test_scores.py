@@ -295,3 +295,29 @@ def test_tables_without_pairwise(features):
         reference_d(real, np.concatenate(list(two.values())))[2], abs=1e-9)
     with pytest.raises(ValueError, match="pairwise=False"):
         t.inter_d(np.array([True, True]))
+
+
+@pytest.mark.parametrize("backend", [None, "local"])
+def test_tables_identical_with_the_block_kernel(features, tables, monkeypatch, backend):
+    """Table builds on a CPU use the one-pass C block kernel: same tables to the bit as torch ops."""
+    import ensemble.metrics as m
+
+    real, fakes = features
+    calls = []
+    real_sums = m._block_sums
+
+    def spy(flags, fn, *args):
+        calls.append(fn is not None)
+        return real_sums(flags, fn, *args)
+
+    monkeypatch.setattr(m, "_block_sums", spy)
+    monkeypatch.setattr(m, "_KERNEL_MIN_ELEMS", 0)  # the kernel even for these small sets
+    with_kernel = ScoreTables.from_features(real, fakes, k=K, progress=False, backend=backend)
+    assert calls and all(calls)
+    monkeypatch.setenv("GAN_ENSEMBLE_KERNEL", "0")
+    monkeypatch.setattr(m, "_KERNEL_MIN_ELEMS", 1 << 62)  # torch ops only
+    calls.clear()
+    _assert_tables_equal(ScoreTables.from_features(real, fakes, k=K, progress=False, backend=backend),
+                         with_kernel)
+    assert calls and not any(calls)
+    _assert_tables_equal(with_kernel, tables)
