@@ -106,3 +106,18 @@ def test_downstream_rows_survive_a_torn_line_and_other_settings(study, tmp_path)
     rows = s.load_rows()
     assert set(rows) == {("0123", 0), ("1e5", 0)}  # ids stay strings; other settings and torn rows dropped
     assert rows[("0123", 0)]["arm"] == "a, b"
+
+
+def test_report_names_every_setting_that_departs_from_the_full_protocol(study, tmp_path):
+    def line(argv):
+        cfg = study.make_config(study.parse_args(argv))
+        s = study.Study(cfg, tmp_path / "out", tmp_path / "report", None, "cmd")
+        return study.Report(s).deviations()
+
+    assert line([]) == "- settings: the script's full protocol (no overrides)"
+    assert line(["--jobs", "1", "--device", "cpu"]) == line([])  # execution settings change no result
+    budget = tmp_path / "budget.json"
+    budget.write_text(json.dumps({"iterations": 1000, "patience": 4}))
+    text = line(["--config", str(budget), "--n-singles", "8"])
+    assert "`iterations` = 1000 (full protocol: 1500)" in text and "`patience` = 4 (full protocol: 6)" in text
+    assert "`n_singles` = 8 (full protocol: null)" in text and "jobs" not in text
