@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from zoo.io import atomic_write
+
 log = logging.getLogger(__name__)
 
 __all__ = ["load", "block_counts"]
@@ -156,15 +158,8 @@ def _build(cc: str, out: Path) -> None:
                               timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[-2000:]}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(lib, part)
-            os.replace(part, out)  # another process building the same key wrote the same bytes
-        except BaseException:
-            Path(part).unlink(missing_ok=True)
-            raise
+        # another process building the same key writes the same bytes: the last rename wins
+        atomic_write(out, lambda tmp_path: shutil.copyfile(lib, tmp_path))
 
 
 def load():
@@ -183,10 +178,10 @@ def load():
         return None
     from ensemble.cache import default_cache_root
 
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("\n".join([_SOURCE, " ".join(_FLAGS), cc, *version, _machine_key()]).encode())
-    path = default_cache_root() / "kernels" / f"blockkernel-{key.hexdigest()[:16]}.so"
     try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+        key = hashlib.sha256("\n".join([_SOURCE, " ".join(_FLAGS), cc, *version, _machine_key()]).encode())
+        path = default_cache_root() / "kernels" / f"blockkernel-{key.hexdigest()[:16]}.so"
         if not path.is_file():
             log.info("building the one-pass block kernel with %s into %s", cc, path)
             _build(cc, path)

@@ -360,10 +360,8 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
     for lo in range(0, na, step):
         hi = min(na, lo + step)
         g = _gram_part(pa, lo, hi, pb, out=buf)  # |b_j|² − 2 a_i·b_j; d² = g + |a_i|²
-        sums, g_kept = _block_sums(flags, fn, g, pa.csq[lo:hi], lo_a[lo:hi], hi_a[lo:hi], lo_b, hi_b)
-        # d² of a sub-block is g + a_sq: the C kernel left g as it was, torch ops made it d² in
-        # place (adding 0.0 changes no float32 value)
-        a_sq = pa.csq[lo:hi] if g_kept else torch.zeros_like(pa.csq[lo:hi])
+        a_sq = pa.csq[lo:hi]
+        sums, g_kept = _block_sums(flags, fn, g, a_sq, lo_a[lo:hi], hi_a[lo:hi], lo_b, hi_b)
         for s, r in sums.items():
             count[s] += r["count"]
             if s == "a":  # A's radii are per row: the row counts decide rows_a
@@ -382,13 +380,18 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
                 at = torch.nonzero(r["unsure"]).flatten()
                 if not len(at):
                     continue
+                # d² of the slice: the C kernel left g as it was, torch ops made it d² in place
                 if s == "a":
-                    sub = g.index_select(0, at) + a_sq[at, None]
+                    sub = g.index_select(0, at)
+                    if g_kept:
+                        sub += a_sq[at, None]
                     ii, jj = torch.nonzero((sub >= lo_a[lo + at, None]) & (sub <= hi_a[lo + at, None]),
                                            as_tuple=True)
                     ii = at[ii]
                 else:
-                    sub = g.index_select(1, at) + a_sq[:, None]
+                    sub = g.index_select(1, at)
+                    if g_kept:
+                        sub += a_sq[:, None]
                     ii, jj = torch.nonzero((sub >= lo_b[None, at]) & (sub <= hi_b[None, at]),
                                            as_tuple=True)
                     jj = at[jj]

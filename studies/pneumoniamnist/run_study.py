@@ -171,6 +171,14 @@ def _read_json(path: Path, default=None):
         return default
 
 
+def _changed(old: dict, new: dict, *, skip=()) -> list[str]:
+    """Keys (outside ``skip``) whose values differ between two settings dicts, in first-seen order."""
+    keys = list(old) + [k for k in new if k not in old]
+    return [k for k in keys if k not in skip
+            and json.dumps(old.get(k), sort_keys=True, default=str)
+            != json.dumps(new.get(k), sort_keys=True, default=str)]
+
+
 def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -426,10 +434,7 @@ class Study:
         saved = _read_json(path)
         now = self.cfg.to_dict()
         if saved is not None:
-            diff = sorted(k for k in set(saved) | set(now)
-                          if k not in StudyConfig.RESUMABLE
-                          and json.dumps(saved.get(k), sort_keys=True, default=str)
-                          != json.dumps(now.get(k), sort_keys=True, default=str))
+            diff = sorted(_changed(saved, now, skip=StudyConfig.RESUMABLE))
             if diff:
                 raise ValueError(
                     f"{self.out} holds a study made with other settings ({', '.join(diff)}); pass another "
@@ -1152,9 +1157,9 @@ class Report:
                   "the zoo, but not measurably better than the best single generator or than pooling "
                   "everything."))
         )
-        summ0 = self.summary.set_index("arm")
-        if "real" in summ0.index and g0 in summ0.index and "roc_auc_mean" in summ0.columns:
-            gr, rr = summ0.loc[g0], summ0.loc["real"]
+        summ = self.summary.set_index("arm")
+        if "real" in summ.index and g0 in summ.index and "roc_auc_mean" in summ.columns:
+            gr, rr = summ.loc[g0], summ.loc["real"]
             share = float(np.mean(np.asarray(s.train.labels).reshape(-1) == 1))
             out.append("")
             out.append(
@@ -1189,7 +1194,6 @@ class Report:
             out.append(f"- **{title}**: holds (significantly better g-mean) in {n_beat} of {len(sub)} "
                        f"comparisons; significantly worse in {n_lost}.")
             out += [f"  - {line(r)}" for _, r in sub.iterrows()]
-        summ = self.summary.set_index("arm")
         if "real" in summ.index and "mean single" in summ.index:
             real = summ.loc["real", "g_mean_mean"]
             ms = summ.loc["mean single", "g_mean_mean"]
@@ -1246,7 +1250,7 @@ class Report:
         full, now = StudyConfig().to_dict(), self.c.to_dict()
         skip = set(StudyConfig.RESUMABLE) - {"seeds", "n_random", "n_singles"} | {"smoke"}
         diff = [f"`{k}` = {json.dumps(now[k], default=str)} (full protocol: {json.dumps(full[k], default=str)})"
-                for k in full if k not in skip and json.dumps(now[k], default=str) != json.dumps(full[k], default=str)]
+                for k in _changed(full, now, skip=skip)]
         if not diff:
             return "- settings: the script's full protocol (no overrides)"
         return "- settings that differ from the script's full protocol (to fit this machine): " + "; ".join(diff)

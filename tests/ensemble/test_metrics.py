@@ -249,6 +249,14 @@ def _tie_counts(real: np.ndarray, fake: np.ndarray, k: int = K) -> tuple[int, in
     return int((d < rho).sum()), int((d == rho).sum()), int((d <= rho).sum())
 
 
+def _tie_grid(offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """2-D integer grid moved to ``offset``: many exact ties, big float32 cancellation far from 0."""
+    grid = np.stack(np.meshgrid(np.arange(14), np.arange(14)), -1).reshape(-1, 2)
+    real = grid.astype(np.float32) + offset
+    fake = np.concatenate([grid, grid[::3] + [0, 1], grid[::5] + [1, 1]]).astype(np.float32) + offset
+    return real, fake
+
+
 @pytest.mark.parametrize("dim,offset,block_elems", [
     (2, 1000.0, None),  # 2-D integer grid moved far from 0: big float32 cancellation
     (2, 1000.0, 37),
@@ -258,9 +266,7 @@ def test_exact_ties_respect_strict_less_than(dim, offset, block_elems):
     """Integer coordinates make many distances equal the radius exactly (float64 is exact)."""
     rng = np.random.default_rng(dim)
     if dim == 2:
-        grid = np.stack(np.meshgrid(np.arange(14), np.arange(14)), -1).reshape(-1, 2)
-        real = grid.astype(np.float32) + offset
-        fake = np.concatenate([grid, grid[::3] + [0, 1], grid[::5] + [1, 1]]).astype(np.float32) + offset
+        real, fake = _tie_grid(offset)
     else:
         real = rng.integers(0, 3, (220, dim)).astype(np.float32) + offset
         fake = np.concatenate([real[:50] + np.eye(dim, dtype=np.float32)[:50],
@@ -316,10 +322,8 @@ def _kernel_or_skip():
 
 
 def _tie_case():
-    """2-D integer grid far from 0: many exact ties and big float32 cancellation (both sides)."""
-    grid = np.stack(np.meshgrid(np.arange(14), np.arange(14)), -1).reshape(-1, 2)
-    a = grid.astype(np.float32) + 1000.0
-    b = np.concatenate([grid, grid[::3] + [0, 1], grid[::5] + [1, 1]]).astype(np.float32) + 1000.0
+    """The tie grid with both sets' radii: exact ties on both sides of compare_sets."""
+    a, b = _tie_grid(1000.0)
     return a, b, knn_radii(a, K), knn_radii(b, K)
 
 
