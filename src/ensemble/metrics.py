@@ -20,6 +20,7 @@ instead of ~10 torch passes, which puts the score tables near the cost of the ba
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ __all__ = [
     "prepare_features",
     "fake_counts_and_hits",
     "fid",
+    "ieee_float32_matmul",
 ]
 
 _U32 = 2.0**-24  # unit round-off of float32
@@ -129,23 +131,51 @@ def _gamma(dim: int) -> float:
     return 2.2 * (dim + 4) * _U32
 
 
+@contextmanager
+def ieee_float32_matmul():
+    """Run float32 matrix products in full IEEE float32 for the duration of the block.
+
+    The error bound of :func:`_gamma` assumes float32 products. A global switch
+    (``torch.set_float32_matmul_precision("medium")``, or the per-backend ``fp32_precision``
+    settings of torch >= 2.9) lets CPUs with bf16 matrix units (AMX, AVX-512 BF16) and GPUs with
+    TF32 run float32 products at lower precision, which would void the bound and move radii and
+    counts. The caller's settings are restored on exit, whatever they were.
+    """
+    backends = [b for b in (getattr(torch.backends, "mkldnn", None), getattr(torch.backends, "cuda", None))
+                if b is not None and hasattr(getattr(b, "matmul", None), "fp32_precision")]
+    if backends:  # torch >= 2.9: per-backend settings (the legacy getter may raise after a mix)
+        saved = [b.matmul.fp32_precision for b in backends]
+        try:
+            for b in backends:
+                b.matmul.fp32_precision = "ieee"
+            yield
+        finally:
+            for b, v in zip(backends, saved):
+                b.matmul.fp32_precision = v
+        return
+    old_prec = torch.get_float32_matmul_precision()
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
+        torch.set_float32_matmul_precision(old_prec)
+
+
 def _gram_part(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures,
                out: torch.Tensor | None = None) -> torch.Tensor:
     """``|b_j|² − 2 a_i·b_j`` (float32) for rows lo:hi of ``a``: the squared distance less ``|a_i|²``.
 
     ``out``: a reusable buffer of at least ``(hi − lo) · len(b)`` elements (fresh memory for every
-    block costs page faults as large as a fair part of the product).
+    block costs page faults as large as a fair part of the product). The product always runs in
+    IEEE float32 (:func:`ieee_float32_matmul`), whatever the global precision settings.
     """
     if out is not None:
         out = out[: (hi - lo) * len(b)].view(hi - lo, len(b))
-    if a.c32.is_cuda:  # TF32 would void the float32 error bound: force full precision here
-        old = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False
-        try:
-            return torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0, out=out)
-        finally:
-            torch.backends.cuda.matmul.allow_tf32 = old
-    return torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0, out=out)
+    with ieee_float32_matmul():
+        return torch.addmm(b.csq[None, :], a.c32[lo:hi], b.c32.T, beta=1.0, alpha=-2.0, out=out)
 
 
 def _approx_d2(a: PreparedFeatures, lo: int, hi: int, b: PreparedFeatures,

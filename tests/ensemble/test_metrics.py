@@ -212,6 +212,47 @@ def test_result_does_not_depend_on_matmul_precision():
     np.testing.assert_array_equal(radii, compute_nearest_neighbour_distances(real, K))
 
 
+def _matmul_settings():
+    return (torch.backends.mkldnn.matmul.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+
+
+@pytest.mark.parametrize("how", ["legacy medium", "new-api bf16/tf32"])
+def test_distance_products_run_in_ieee_float32_whatever_the_global_switch(monkeypatch, how):
+    """Every product that decides a radius or a count runs in IEEE float32, on any CPU.
+
+    This is checked at the product itself, so it fails on CPUs without bf16 units too (where the
+    switch happens not to change the numbers), and the caller's settings come back unchanged.
+    """
+    from ensemble import metrics as metrics_mod
+
+    seen = []
+    real_addmm = torch.addmm
+
+    def spy(*args, **kwargs):
+        seen.append(_matmul_settings())
+        return real_addmm(*args, **kwargs)
+
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((120, 8)).astype(np.float32)
+    fake = rng.standard_normal((90, 8)).astype(np.float32)
+    saved = _matmul_settings()
+    try:
+        if how == "legacy medium":
+            torch.set_float32_matmul_precision("medium")
+        else:
+            torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+            torch.backends.cuda.matmul.fp32_precision = "tf32"
+        before = _matmul_settings()
+        monkeypatch.setattr(metrics_mod.torch, "addmm", spy)
+        density_coverage(real=real, fake=fake)
+        knn_radii(real, K)
+        monkeypatch.undo()
+        assert seen and all(s == ("ieee", "ieee") for s in seen)
+        assert _matmul_settings() == before
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved
+
+
 # ---------------------------------------------------------------------------- k-NN radii
 @pytest.mark.parametrize("shape,offset,block_elems", [
     ((400, 16), 0.0, None),
