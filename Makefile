@@ -23,7 +23,7 @@ test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 GAN_ENSEMBLE_DATA=$(abspath $(DATA)) $(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check ensemble zoo tests benchmarks studies
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build *.egg-info

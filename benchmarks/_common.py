@@ -118,7 +118,7 @@ def run_isolated(script: str | Path, func: str, inputs: dict[str, str | Path], k
         out = Path(tmp) / "out.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec), str(out)]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(REPO / "src"), os.environ.get("PYTHONPATH", "")]), TQDM_DISABLE="1")
+            [str(REPO), os.environ.get("PYTHONPATH", "")]), TQDM_DISABLE="1")
         proc = subprocess.run(cmd, env=env, timeout=timeout, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{func} failed in its subprocess:\n{proc.stderr[-4000:]}")

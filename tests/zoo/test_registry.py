@@ -77,7 +77,8 @@ def test_register_custom_architecture_and_duplicates():
         with pytest.raises(ValueError, match="Architecture"):
             zoo.register_architecture("dcgan")
     finally:
-        registry._REGISTRY.pop("test-tiny-dcgan", None)
+        if "test-tiny-dcgan" in registry.ARCHITECTURES:
+            registry.ARCHITECTURES.remove("test-tiny-dcgan")
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -150,7 +150,7 @@ def ieee_float32_matmul():
                 b.matmul.fp32_precision = "ieee"
             yield
         finally:
-            for b, v in zip(backends, saved):
+            for b, v in zip(backends, saved, strict=True):
                 b.matmul.fp32_precision = v
         return
     old_prec = torch.get_float32_matmul_precision()

@@ -13,11 +13,14 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from torch import nn
 
 __all__ = [
+    "Registry",
+    "list_registries",
+    "get_registry",
     "Architecture",
     "register_architecture",
     "get_architecture",
@@ -25,6 +28,7 @@ __all__ = [
     "create_generator",
     "create_discriminator",
     "resolve_config",
+    "ARCHITECTURES",
     "LOSSES",
     "DATA_KEYS",
 ]
@@ -35,9 +39,108 @@ LOSSES = ("bce", "ls", "wasserstein", "hinge")
 #: Config keys that come from the data, not from the user's hyper-parameters.
 DATA_KEYS = ("num_classes", "image_size", "channels")
 
-_REGISTRY: dict[str, Architecture] = {}
-_BUILTINS_LOADED = False
+T = TypeVar("T")
+
+_REGISTRIES: dict[str, Registry] = {}
 _LOCK = threading.RLock()
+
+
+class Registry(Generic[T]):
+    """A named table of one kind of thing (architectures, rules, backends, ...), timm style.
+
+    ``register(name, obj)`` adds an entry (usable as a decorator: ``@reg.register("name")``);
+    a name registered twice is refused unless ``overwrite=True``. ``get(name)`` returns it, and an
+    unknown name raises ``ValueError`` listing the known ones; ``list()`` gives the sorted names.
+    ``loader`` (optional) is called once before the first look-up, so built-in entries can live
+    in modules that register themselves without the registry importing them at import time.
+    Every registry records itself by ``kind`` (see :func:`list_registries`), so one contract test
+    can run over every entry of every registry.
+    """
+
+    def __init__(self, kind: str, *, loader: Callable[[], None] | None = None,
+                 check: Callable[[str, Any], None] | None = None) -> None:
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"registry kind must be a non-empty string, got {kind!r}")
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+        self._loader = loader
+        self._loaded = loader is None
+        self._check = check
+        with _LOCK:
+            if kind in _REGISTRIES:
+                raise ValueError(f"a registry of {kind!r} already exists; use get_registry({kind!r})")
+            _REGISTRIES[kind] = self
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with _LOCK:
+            if self._loaded:
+                return
+            self._loaded = True
+            try:
+                self._loader()
+            except BaseException:
+                self._loaded = False
+                raise
+
+    def register(self, name: str, obj: T | None = None, *, overwrite: bool = False):
+        """Add ``obj`` as ``name`` and return it; without ``obj``, a decorator that does so."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
+
+        def add(o: T) -> T:
+            if self._check is not None:
+                self._check(name, o)
+            with _LOCK:
+                if name in self._entries and not overwrite:
+                    raise ValueError(f"{self.kind} {name!r} is already registered; pick another "
+                                     "name or pass overwrite=True")
+                self._entries[name] = o
+            return o
+
+        return add(obj) if obj is not None else add
+
+    def get(self, name: str) -> T:
+        """The entry called ``name``; an unknown name raises ``ValueError`` listing the known."""
+        self._load()
+        try:
+            return self._entries[name]
+        except (KeyError, TypeError):
+            raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self.list()) or '(none)'}"
+                             ) from None
+
+    def remove(self, name: str) -> T:
+        """Take ``name`` out of the registry and return its entry (unknown names raise)."""
+        entry = self.get(name)
+        with _LOCK:
+            del self._entries[name]
+        return entry
+
+    def list(self) -> list[str]:
+        """Sorted names of every registered entry."""
+        self._load()
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+def list_registries() -> list[str]:
+    """Kinds of every registry created so far (import a package to create its registries)."""
+    return sorted(_REGISTRIES)
+
+
+def get_registry(kind: str) -> Registry:
+    """The registry of ``kind``; unknown kinds raise ``ValueError`` listing the known."""
+    try:
+        return _REGISTRIES[kind]
+    except KeyError:
+        raise ValueError(f"unknown registry {kind!r}; known: {', '.join(list_registries())}") from None
 
 
 @dataclass(frozen=True)
@@ -78,17 +181,19 @@ class Architecture:
 
 
 def _load_builtins() -> None:
-    """Import ``zoo.nets`` once so the built-in families register themselves."""
-    global _BUILTINS_LOADED
-    with _LOCK:
-        if _BUILTINS_LOADED:
-            return
-        _BUILTINS_LOADED = True
-        try:
-            importlib.import_module("zoo.nets")
-        except BaseException:
-            _BUILTINS_LOADED = False
-            raise
+    """Import ``zoo.nets`` so the built-in families register themselves."""
+    importlib.import_module("zoo.nets")
+
+
+def _check_architecture(name: str, arch: Any) -> None:
+    if not isinstance(arch, Architecture):
+        raise ValueError(f"expected a zoo.registry.Architecture, got {type(arch).__name__}")
+    if arch.name != name:
+        raise ValueError(f"architecture {arch.name!r} registered under another name, {name!r}")
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture", loader=_load_builtins,
+                                                 check=_check_architecture)
 
 
 def register_architecture(arch: Architecture, *, overwrite: bool = False) -> Architecture:
@@ -98,33 +203,19 @@ def register_architecture(arch: Architecture, *, overwrite: bool = False) -> Arc
     """
     if not isinstance(arch, Architecture):
         raise ValueError(f"expected a zoo.registry.Architecture, got {type(arch).__name__}")
-    with _LOCK:
-        if arch.name in _REGISTRY and not overwrite:
-            raise ValueError(
-                f"architecture {arch.name!r} is already registered; pick another name or pass "
-                "overwrite=True"
-            )
-        _REGISTRY[arch.name] = arch
-    return arch
+    return ARCHITECTURES.register(arch.name, arch, overwrite=overwrite)
 
 
 def list_architectures() -> list[str]:
     """Sorted names of every registered architecture."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    return ARCHITECTURES.list()
 
 
 def get_architecture(name: str) -> Architecture:
     """The architecture called ``name``; unknown names raise ``ValueError`` listing the known."""
-    _load_builtins()
     if isinstance(name, Architecture):
         return name
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    return ARCHITECTURES.get(name)
 
 
 def resolve_config(name: str, config: Mapping[str, Any]) -> dict:
