@@ -200,7 +200,7 @@ class TrainingSource:
 
 
 def _as_source(obj) -> TrainingSource:
-    from ensemble.synth import SyntheticSamples
+    from ensemble.synthesis.sample import SyntheticSamples
 
     if isinstance(obj, TrainingSource):
         return obj
@@ -595,13 +595,13 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None,
 
 
 def _compatible_pool(catalog, members: list[str], rows: list[dict]) -> list[str]:
-    from ensemble.synth import _as_shape
+    from ensemble.synthesis.sample import parse_image_shape
 
     k = int(rows[0]["num_classes"])
-    shape = _as_shape(rows[0]["image_shape"])
+    shape = parse_image_shape(rows[0]["image_shape"])
     table = catalog.list()
     pool = [str(r["name"]) for _, r in table.iterrows()
-            if int(r["num_classes"]) == k and _as_shape(r["image_shape"]) == shape]
+            if int(r["num_classes"]) == k and parse_image_shape(r["image_shape"]) == shape]
     for m in members:
         if m not in pool:
             pool.append(m)
@@ -621,9 +621,9 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
     catalog generator with the ensemble's image shape and number of classes.
     """
     from ensemble.selected import Ensemble
-    from ensemble.synth import _as_shape, _member_list, sample_ensemble
+    from ensemble.synthesis.sample import ensemble_members, parse_image_shape, sample_ensemble
 
-    members, _ = _member_list(ensemble)
+    members, _ = ensemble_members(ensemble)
     real_x, real_y = _as_arrays(real_train, "real_train")
     rows = []
     for m in members:
@@ -632,7 +632,7 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
         except KeyError as exc:
             raise ValueError(f"ensemble member {m!r} is not in the catalog") from exc
     k = int(rows[0]["num_classes"])
-    gen_shape = _as_shape(rows[0]["image_shape"])
+    gen_shape = parse_image_shape(rows[0]["image_shape"])
     if tuple(real_x.shape[1:]) != gen_shape:
         raise ValueError(
             f"real images are {tuple(real_x.shape[1:])} but the generators make {gen_shape}; resize "
@@ -641,9 +641,9 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
     pool = [str(p) for p in pool] if pool is not None else _compatible_pool(catalog, members, rows)
     for name in dict.fromkeys([*members, *pool]):
         r = catalog.get(name)
-        if int(r["num_classes"]) != k or _as_shape(r["image_shape"]) != gen_shape:
+        if int(r["num_classes"]) != k or parse_image_shape(r["image_shape"]) != gen_shape:
             raise ValueError(
-                f"generator {name!r} makes {int(r['num_classes'])} classes of {_as_shape(r['image_shape'])} "
+                f"generator {name!r} makes {int(r['num_classes'])} classes of {parse_image_shape(r['image_shape'])} "
                 f"but {members[0]!r} makes {k} of {gen_shape}; every arm must come from one dataset"
             )
     if n_per_class is None:

@@ -28,11 +28,12 @@ __all__ = [
     "grid_seed",
     "arms_seed",
     "split_seed",
+    "member_sample_seed",
 ]
 
 #: The stage names a seed can be derived for (a typo is an error, not a new stream of numbers).
 STAGES = ("real-subset", "zoo", "embedder", "score", "search", "export", "grid",
-          "downstream-arms", "split")
+          "downstream-arms", "split", "synth")
 
 
 def stage_seed(root: int, stage: str, *keys: object) -> int:
@@ -85,3 +86,9 @@ def arms_seed(root: int) -> int:
 def split_seed(root: int, purpose: str) -> int:
     """Seed of a seeded, stratified split of real data made for ``purpose`` (e.g. ``"val"``)."""
     return stage_seed(root, "split", purpose)
+
+
+def member_sample_seed(seed: int, name: str) -> int:
+    """Seed of member ``name``'s images inside one synthetic set made with ``seed`` (``"order"``:
+    the seed of the set's shuffle). A member's images do not depend on the other members."""
+    return stage_seed(seed, "synth", name)

@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from ensemble.cli.common import add_common, log_level
+
 __all__ = ["main", "build_parser"]
 
 # Sub-command modules, in the order they appear in --help.
@@ -29,16 +31,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.add_argument("-q", "--quiet", action="store_true", help="errors only")
     for name in COMMANDS:
         importlib.import_module(f"ensemble.cli.{name}").register(sub)
+    for p in _subparsers(parser):
+        add_common(p)
     return parser
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every sub-command parser, nested ones included (``zoo train``)."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in dict.fromkeys(action.choices.values()):
+                found.append(p)
+                found.extend(_subparsers(p))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(args), format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError) as exc:

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ensemble.data import load_dataset
     from ensemble.downstream import build_arms, compare, plot_comparison, resize_images, summarize
     from ensemble.selected import Ensemble
-    from ensemble.synth import _as_shape
+    from ensemble.synthesis.sample import parse_image_shape
     from zoo.catalog import Catalog
     from zoo.io import atomic_write
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if not dataset or dataset == "unknown":
         raise ValueError("which real dataset? pass --dataset (a MedMNIST flag such as pneumoniamnist)")
     splits = {s: load_dataset(dataset, split=s, root=args.data_root) for s in ("train", "val", "test")}
-    shape = _as_shape(row["image_shape"])
+    shape = parse_image_shape(row["image_shape"])
     if splits["train"].image_shape[:2] != shape[:2]:
         print(f"resizing real {dataset} images from {splits['train'].image_shape[:2]} to {shape[:2]} "
               "to match the generators")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ensemble.cli.common import add_device, add_out, add_overwrite, add_seed
+
 __all__ = ["register", "run"]
 
 
@@ -21,22 +23,23 @@ def register(subparsers) -> None:
     p.add_argument("--selected", required=True, help="selected.json from `gan-ensemble search`")
     p.add_argument("--n-per-class", type=int, default=None,
                    help="images per class (default: real training size / classes, for MedMNIST flags)")
-    p.add_argument("--seed", type=int, default=0, help="root seed (default 0)")
+    add_seed(p, "the exported samples")
     p.add_argument("--formats", default="png,npz", help="comma-separated: png, npz (default png,npz)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT folder")
+    add_overwrite(p, "an OUT dataset folder")
     p.add_argument("--flag", default=None,
                    help="dataset flag naming the npz (default: the generators' dataset)")
     p.add_argument("--data-root", default=None,
                    help="real data folder, only used to size the default --n-per-class")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    add_device(p)
+    add_out(p, "output folder (must not exist unless --overwrite)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ensemble.export import export_dataset
+    from ensemble.seeds import export_seed
     from ensemble.selected import Ensemble
-    from ensemble.synth import default_n_per_class, sample_ensemble
+    from ensemble.synthesis.export import export_dataset
+    from ensemble.synthesis.sample import default_n_per_class, sample_ensemble
     from zoo.catalog import Catalog
 
     ensemble = Ensemble.load(args.selected)
@@ -49,9 +52,11 @@ def run(args: argparse.Namespace) -> int:
         n = default_n_per_class(dataset, root=args.data_root)
         print(f"--n-per-class not given: using {n} (real {dataset} training size / classes)")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    samples = sample_ensemble(ensemble, catalog, n_per_class=n, seed=args.seed, device=args.device)
+    samples = sample_ensemble(ensemble, catalog, n_per_class=n, seed=export_seed(args.seed),
+                              device=args.device)
     out = export_dataset(samples, args.out, formats=formats, overwrite=args.overwrite, flag=args.flag,
-                         meta={"zoo": str(catalog.zoo_dir), "selected": str(args.selected)})
+                         meta={"zoo": str(catalog.zoo_dir), "selected": str(args.selected),
+                               "root_seed": args.seed})
     counts = ", ".join(f"{c}: {k}" for c, k in zip(samples.class_names, samples.class_counts(), strict=True))
     print(f"wrote {len(samples)} images from {len(ensemble.members)} generators ({counts}) to {out}")
     return 0

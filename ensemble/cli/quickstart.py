@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from ensemble.cli.common import add_data, add_device, add_out, add_seed
+
 
 def register(subparsers) -> None:
     from ensemble.pipeline import list_profiles
@@ -14,13 +16,12 @@ def register(subparsers) -> None:
         help="train a small zoo, score, search, select G*, export and evaluate, with a report",
         description="Run every stage end to end into --out; a second run reuses what is done.",
     )
-    p.add_argument("--dataset", default="pneumoniamnist", help="MedMNIST flag, .npz file or ImageFolder")
-    p.add_argument("--data-root", default=None, help="folder holding {flag}.npz (else $GAN_ENSEMBLE_DATA)")
-    p.add_argument("--out", default="runs/quick", help="run folder (default: runs/quick)")
+    add_data(p, default="pneumoniamnist")
+    add_out(p, "run folder (default: runs/quick)", default="runs/quick")
     p.add_argument("--profile", default="quick", choices=list_profiles(),
                    help="sizes: quick (minutes on a CPU), tiny (seconds), paper (reference protocol)")
-    p.add_argument("--seed", type=int, default=0, help="root seed for every random choice")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_seed(p)
+    add_device(p)
     p.add_argument("--families", default=None, help="comma-separated GAN families (see `gan-ensemble zoo architectures`)")
     p.add_argument("--iterations", type=int, default=None)
     p.add_argument("--snapshots", default=None, help="comma-separated iterations to snapshot")

@@ -582,9 +582,9 @@ class Study:
 
     # ------------------------------------------------------------------ 5. samples, grids, export
     def samples(self) -> None:
-        from ensemble.export import export_dataset
         from ensemble.grids import save_grid
-        from ensemble.synth import sample_ensemble
+        from ensemble.synthesis.export import export_dataset
+        from ensemble.synthesis.sample import sample_ensemble
         from zoo.io import atomic_write
         from zoo.seeding import derive_seed
 

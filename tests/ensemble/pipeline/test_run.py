@@ -42,3 +42,18 @@ def test_second_run_reuses_every_stage(tiny_run, data_root):
 def test_quickstart_cli_rejects_bad_settings(tmp_path, capsys):
     assert main(["quickstart", "--profile", "tiny", "--iterations", "0", "--out", str(tmp_path)]) == 2
     assert "iterations must be positive" in capsys.readouterr().err
+
+
+def test_refused_rerun_changes_nothing_on_disk(tiny_run, data_root, capsys):
+    """A rerun into the same folder with another seed or zoo is refused before anything is written."""
+    out, _ = tiny_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    config_text = (out / "config.json").read_text()
+    rc = main(["quickstart", "--profile", "tiny", "--data-root", str(data_root), "--device", "cpu",
+               "--seed", "7", "--iterations", "8", "--snapshots", "4,8", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "seed: 0 in the folder, 7 now" in err and "iterations: 6 in the folder, 8 now" in err
+    assert "--seed" in err and "--iterations" in err and "new --out" in err
+    assert (out / "config.json").read_text() == config_text
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 from ensemble.selected import Ensemble
-from ensemble.synth import PROVENANCE_COLUMNS, SyntheticSamples, allocate, sample_ensemble
+from ensemble.synthesis.sample import (
+    PROVENANCE_COLUMNS,
+    SyntheticSamples,
+    allocate,
+    sample_ensemble,
+)
 from zoo.seeding import derive_seed
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # tests/ensemble: _synth_toys.py
 TOY = "_synth_toys:make_toy"
 
 

@@ -8,8 +8,6 @@ what each stage produced and how long it took.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -20,109 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ensemble import seeds
+from ensemble.pipeline.config import ZOO_SETTINGS, PipelineConfig
+from ensemble.pipeline.report import safe_file_name, write_report
 from zoo.io import atomic_write
-from zoo.seeding import derive_seed
 
-__all__ = ["PipelineConfig", "PROFILES", "list_profiles", "make_config", "run_pipeline", "RunResult"]
+__all__ = ["run_pipeline", "RunResult", "check_rerun"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PipelineConfig:
-    """Every setting of one run; one root ``seed`` gives every random choice."""
-
-    dataset: str = "pneumoniamnist"
-    data_root: str | None = None
-    profile: str = "quick"
-    # zoo
-    families: tuple[str, ...] = ("dcgan", "lsgan", "acgan", "cgan")
-    variants: tuple[dict, ...] = ()  # extra (family, hparams) runs: {"arch": ..., **hparams}
-    iterations: int = 500
-    snapshots: tuple[int, ...] = (300, 400, 500)
-    batch_size: int = 64
-    # embeddings and scores
-    backbone: str = "resnet18"
-    weights: str = "random"
-    image_size: int = 32
-    channels: str = "replicate"
-    n_samples: int | None = None  # per generator; None = as many as real training images
-    n_real: int | None = None  # real training images used for scoring; None = all
-    k: int = 5
-    # search
-    pop_size: int = 100
-    n_gen: int = 200
-    min_size: int = 2
-    rule: str = "max-fidelity"
-    # export and downstream
-    n_per_class: int = 750
-    downstream_model: str = "small-cnn"
-    downstream_seeds: tuple[int, ...] = (0, 1)
-    downstream_epochs: int = 8
-    downstream_patience: int = 3
-    samples_per_epoch: int | None = 1500
-    n_random: int = 2
-    downstream: bool = True
-    seed: int = 0
-    device: str = "auto"
-    # where the heavy stages run (see docs/cluster.md); not part of any cache key
-    backend: str = "local"
-    scheduler: str | None = None
-    n_jobs: int | None = None
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def digest(self, *fields_: str) -> str:
-        """Short hash of the named settings (all when none): keys the stage caches."""
-        d = self.to_dict()
-        if fields_:
-            d = {k: d[k] for k in fields_}
-        for key in ("data_root", "device", "backend", "scheduler", "n_jobs"):
-            d.pop(key, None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-PROFILES: dict[str, dict] = {
-    # A few minutes on a 2-core CPU: 4 families x 3 snapshots, small samples.
-    "quick": dict(families=("dcgan", "lsgan", "acgan", "cgan"), iterations=500,
-                  snapshots=(300, 400, 500), n_samples=1500, n_per_class=750,
-                  downstream_seeds=(0, 1), downstream_epochs=8, downstream_patience=3,
-                  samples_per_epoch=1500),
-    # Seconds: for tests and notebooks (a handful of iterations; the numbers mean nothing).
-    "tiny": dict(families=("dcgan", "cgan"), iterations=6, snapshots=(3, 6), batch_size=32,
-                 n_samples=200, n_real=400, pop_size=20, n_gen=10, n_per_class=40,
-                 downstream_seeds=(0,), downstream_epochs=1, samples_per_epoch=128, n_random=1),
-    # The reference protocol's sizes (METHOD.md): a GPU is advisable.
-    "paper": dict(families=("dcgan", "lsgan", "wgan", "wgan-gp", "sngan", "acgan", "cgan", "progan"),
-                  iterations=100_000, snapshots=(20_000, 40_000, 60_000, 80_000, 100_000),
-                  batch_size=64, n_samples=None, n_per_class=None, downstream_model="resnet18-cifar",
-                  downstream_seeds=tuple(range(20)), downstream_epochs=100, downstream_patience=10,
-                  samples_per_epoch=None, n_random=5, pop_size=100, n_gen=200),
-}
-
-
-def list_profiles() -> list[str]:
-    return sorted(PROFILES)
-
-
-def make_config(profile: str = "quick", **overrides) -> PipelineConfig:
-    """A config from a named profile with ``overrides`` (None values are ignored)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known profiles: {', '.join(list_profiles())}")
-    names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(f"unknown pipeline settings {unknown}; known: {sorted(names)}")
-    values = dict(PROFILES[profile])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    values["profile"] = profile
-    cfg = PipelineConfig(**values)
-    if cfg.iterations <= 0:
-        raise ValueError(f"iterations must be positive, got {cfg.iterations}")
-    if not cfg.snapshots or max(cfg.snapshots) > cfg.iterations:
-        raise ValueError(f"snapshots {cfg.snapshots} must be within 1..iterations={cfg.iterations}")
-    return cfg
 
 
 @dataclass
@@ -191,12 +94,13 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     from ensemble.plots import plot_front, plot_history
     from ensemble.scores import ScoreTables
     from ensemble.search import EnsembleSearch
-    from ensemble.synth import sample_ensemble
+    from ensemble.synthesis.sample import balanced_n_per_class, sample_ensemble
     from zoo import Catalog, train
     from zoo.train import default_run_name
 
     cfg = config
     out = Path(out_dir)
+    check_rerun(cfg, out)  # before anything is written: a refused rerun changes nothing on disk
     out.mkdir(parents=True, exist_ok=True)
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
@@ -207,13 +111,13 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         train_ds = load_dataset(cfg.dataset, split="train", root=cfg.data_root)
         val_ds = load_dataset(cfg.dataset, split="val", root=cfg.data_root)
         test_ds = load_dataset(cfg.dataset, split="test", root=cfg.data_root)
-        score_ds = train_ds if cfg.n_real is None else train_ds.subset(cfg.n_real, seed=derive_seed(cfg.seed, "real-subset"))
+        score_ds = train_ds if cfg.n_real is None else train_ds.subset(cfg.n_real, seed=seeds.real_subset_seed(cfg.seed))
 
     zoo_dir = out / "zoo"
     with _Stage(res, "zoo") as st:
         before = len(Catalog(zoo_dir)) if (zoo_dir / "catalog.sqlite").exists() else 0
         runs = [{"arch": arch, "name": default_run_name(arch, hp),
-                 "seed": derive_seed(cfg.seed, "zoo", arch, json.dumps(hp, sort_keys=True)), **hp}
+                 "seed": seeds.zoo_seed(cfg.seed, arch, hp), **hp}
                 for arch, hp in _zoo_runs(cfg)]
         if backend is None:
             for r in runs:
@@ -244,11 +148,11 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         else:
             embedder = Embedder(backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size,
                                 channels=cfg.channels, device=cfg.device,
-                                seed=derive_seed(cfg.seed, "embedder"), cache_dir=out / "cache")
+                                seed=seeds.embedder_seed(cfg.seed), cache_dir=out / "cache")
             if cfg.weights == "in-domain":
                 embedder.fit(train_ds.images, train_ds.labels)
             tables = ScoreTables.compute(catalog, score_ds.images, embedder, n_samples=cfg.n_samples,
-                                         k=cfg.k, seed=derive_seed(cfg.seed, "score"),
+                                         k=cfg.k, seed=seeds.score_seed(cfg.seed),
                                          cache_dir=out / "cache", progress=progress, backend=backend)
             tables.meta["pipeline_key"] = score_key
             tables.save(tables_path)
@@ -256,7 +160,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
 
     with _Stage(res, "search"):
         search = EnsembleSearch(pop_size=cfg.pop_size, n_gen=cfg.n_gen, min_size=cfg.min_size,
-                                seed=derive_seed(cfg.seed, "search") % (2**31)).fit(tables)
+                                seed=seeds.search_seed(cfg.seed)).fit(tables)
         selected = search.select(cfg.rule)
         selected.meta.update({"dataset": cfg.dataset, "root_seed": cfg.seed, "k": cfg.k,
                               "backbone": cfg.backbone, "weights": cfg.weights})
@@ -271,11 +175,11 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     res.paths.update(selected=out / "selected.json", front=out / "front.csv", pareto=figs / "pareto.png")
 
     with _Stage(res, "export"):
-        from ensemble.export import export_dataset
+        from ensemble.synthesis.export import export_dataset
 
-        n_pc = cfg.n_per_class or int(np.bincount(train_ds.labels).max())
+        n_pc = cfg.n_per_class or balanced_n_per_class(train_ds.labels)
         samples = sample_ensemble(selected, catalog, n_per_class=n_pc,
-                                  seed=derive_seed(cfg.seed, "export"), device=cfg.device,
+                                  seed=seeds.export_seed(cfg.seed), device=cfg.device,
                                   class_names=train_ds.class_names)
         export_dataset(samples, out / "dataset", overwrite=True, flag=cfg.dataset,
                        meta={"selected": selected.to_dict(), "root_seed": cfg.seed,
@@ -286,8 +190,8 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         for name in selected.members:
             gen = catalog.load(name, device=cfg.device)
             labels = np.repeat(np.arange(gen.num_classes), 8)
-            save_grid(gen.sample(len(labels), labels=labels, seed=derive_seed(cfg.seed, "grid", name)),
-                      member_dir / f"{_safe(name)}.png", nrow=8)
+            save_grid(gen.sample(len(labels), labels=labels, seed=seeds.grid_seed(cfg.seed, name)),
+                      member_dir / f"{safe_file_name(name)}.png", nrow=8)
         save_grid(train_ds.subset(64, seed=0).images, figs / "real.png", nrow=8)
     res.paths["dataset"] = out / "dataset"
 
@@ -313,6 +217,7 @@ def _compare_rules(search) -> pd.DataFrame:
 
 def _downstream(cfg, catalog, selected, train_ds, val_ds, test_ds, out: Path, figs: Path):
     from ensemble.downstream import build_arms, compare, plot_comparison, summarize
+    from ensemble.synthesis.sample import balanced_n_per_class
 
     key = cfg.digest() + ":" + ",".join(selected.members)
     table_path, summary_path = out / "comparison.csv", out / "summary.csv"
@@ -320,9 +225,9 @@ def _downstream(cfg, catalog, selected, train_ds, val_ds, test_ds, out: Path, fi
     if table_path.exists() and summary_path.exists() and key_path.exists() and key_path.read_text() == key:
         summary = pd.read_csv(summary_path)
         return summary, True
-    n_pc = cfg.n_per_class or int(np.bincount(train_ds.labels).max())
+    n_pc = cfg.n_per_class or balanced_n_per_class(train_ds.labels)
     arms = build_arms(catalog, selected, train_ds, n_per_class=n_pc, n_random=cfg.n_random,
-                      seed=derive_seed(cfg.seed, "downstream-arms"), device=cfg.device,
+                      seed=seeds.arms_seed(cfg.seed), device=cfg.device,
                       samples_per_epoch=cfg.samples_per_epoch)
     df = compare(arms, val_ds, test_ds, seeds=cfg.downstream_seeds, model=cfg.downstream_model,
                  epochs=cfg.downstream_epochs, patience=cfg.downstream_patience, device=cfg.device)
@@ -346,8 +251,30 @@ def _load_if_current(path: Path, key: str):
     return t if t.meta.get("pipeline_key") == key else None
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def check_rerun(cfg: PipelineConfig, out: Path) -> None:
+    """Refuse, before anything is written, a run into a folder made with other zoo settings.
+
+    The zoo of ``out`` was trained with the settings in its ``config.json``; a run with another
+    seed or zoo settings would mix generators or be refused half-way, so it is refused here,
+    naming each setting that differs and the options that fix it.
+    """
+    path = out / "config.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path} cannot be read ({exc}); use a new --out folder") from None
+    new = json.loads(json.dumps(cfg.to_dict(), default=str))
+    diff = [f"{k}: {old.get(k)!r} in the folder, {new.get(k)!r} now" for k in ZOO_SETTINGS
+            if k in old and old.get(k) != new.get(k)]
+    if diff:
+        opts = {"seed": "--seed", "families": "--families", "iterations": "--iterations",
+                "snapshots": "--snapshots", "dataset": "--dataset", "batch_size": "--profile",
+                "variants": "--profile"}
+        named = ", ".join(dict.fromkeys(opts[d.split(":")[0]] for d in diff))
+        raise ValueError(f"{out} holds a run made with other settings ({'; '.join(diff)}); "
+                         f"use a new --out folder, or rerun with the folder's values ({named})")
 
 
 def _write_json(path: Path, obj) -> None:
@@ -359,77 +286,3 @@ def _write_csv(path: Path, df: pd.DataFrame) -> None:
     atomic_write(path, lambda p: df.to_csv(p, index=False))
 
 
-def _isnan(v) -> bool:
-    return isinstance(v, (float, np.floating)) and np.isnan(v)
-
-
-def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = ["" if _isnan(v) else format(v, floatfmt) if isinstance(v, (float, np.floating))
-                 else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def write_report(res: RunResult, tables, search, selected) -> Path:
-    """``report.md`` beside the figures: what each stage produced and how long it took."""
-    from ensemble import __version__
-
-    cfg, out = res.config, res.out_dir
-    lines = [
-        f"# gan-ensemble run: {cfg.dataset} ({cfg.profile} profile)",
-        "",
-        f"gan-ensemble {__version__}; root seed {cfg.seed}; backbone {cfg.backbone} "
-        f"({cfg.weights} weights, {cfg.image_size} px, {cfg.channels}); k = {cfg.k}.",
-        "",
-        "## Stages",
-        "",
-        "| stage | seconds | cached |",
-        "|---|---|---|",
-    ]
-    for name, sec in res.timings.items():
-        lines.append(f"| {name} | {sec:.1f} | {'yes' if res.cached.get(name) else 'no'} |")
-    lines.append(f"| **total** | {sum(res.timings.values()):.1f} | |")
-    single = tables.summary()
-    lines += [
-        "",
-        f"## Zoo and scores ({tables.n_generators} generators)",
-        "",
-        "Per-generator density, coverage and d against the real training images:",
-        "",
-        _md_table(single),
-        "",
-        "## Search",
-        "",
-        f"NSGA-II, population {cfg.pop_size} × {cfg.n_gen} generations: {len(search.front_)} ensembles "
-        "on the Pareto front.",
-        "",
-        "![Pareto front](figures/pareto.png)",
-        "",
-        f"**G\\*** (rule `{selected.rule}`): {selected.size} members, Intra-d {selected.intra_d:.4f}, "
-        f"Inter-d {selected.inter_d:.4f}{' — ' + selected.note if selected.note else ''}",
-        "",
-    ]
-    lines += [f"- `{m}`: ![{m}](figures/members/{_safe(m)}.png)" for m in selected.members]
-    rules_path = out / "rules.csv"
-    if rules_path.exists():
-        lines += ["", "Selection rules compared on the same front:", "", _md_table(pd.read_csv(rules_path))]
-    lines += ["", "Real images for comparison: ![real](figures/real.png)", "",
-              "## Exported dataset", "",
-              f"`dataset/` holds the ImageFolder tree (`train/<class>/*.png`), "
-              f"`{cfg.dataset}_synthetic.npz` (MedMNIST layout), `manifest.csv` and `meta.json`.", ""]
-    if res.summary is not None:
-        cols = [c for c in res.summary.columns if c in ("arm", "n_runs", "g_mean_mean", "g_mean_std",
-                                                        "accuracy_mean", "accuracy_std", "f1_mean",
-                                                        "f1_std", "roc_auc_mean", "roc_auc_std", "note")]
-        lines += ["## Downstream: train on synthetic, test on real", "",
-                  f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, up to "
-                  f"{cfg.downstream_epochs} epochs with early stopping on the real validation split; "
-                  "metrics on the real test split (mean ± std over seeds).", "",
-                  "![downstream](figures/downstream.png)", "", _md_table(res.summary[cols]), ""]
-    text = "\n".join(lines) + "\n"
-    path = out / "report.md"
-    atomic_write(path, lambda p: p.write_text(text))
-    return path

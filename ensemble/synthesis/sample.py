@@ -2,7 +2,7 @@
 
 :func:`sample_ensemble` asks every member of an ensemble (a :class:`~ensemble.selected.Ensemble`
 or a list of catalog names) for its share of images of every class. Each member is sampled once,
-with all of its labels, from the seed ``derive_seed(seed, "synth", name)``, so the same root seed
+with all of its labels, from the seed ``ensemble.seeds.member_sample_seed(seed, name)``, so the same root seed
 gives the same bytes whatever else changes, and a member's images do not depend on which other
 members sit in the ensemble when its share is the same.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from zoo.seeding import derive_seed
+from ensemble.seeds import member_sample_seed
 
 __all__ = [
     "SyntheticSamples",
@@ -34,7 +34,10 @@ __all__ = [
     "resolve_class_counts",
     "class_names_for",
     "default_n_per_class",
+    "balanced_n_per_class",
     "PROVENANCE_COLUMNS",
+    "ensemble_members",
+    "parse_image_shape",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,21 @@ def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
+def balanced_n_per_class(labels: np.ndarray, num_classes: int | None = None) -> int:
+    """ceil(N / classes) for real training labels: THE default number of images per class.
+
+    A class-balanced synthetic set as large as the real training split (the reference's size);
+    the export, the pipeline, the downstream arms and the studies all use it.
+    """
+    import math
+
+    labels = np.asarray(labels)
+    k = int(num_classes or (int(labels.max()) + 1 if labels.size else 0))
+    if k < 1 or labels.size == 0:
+        raise ValueError("no labels given to size the synthetic set; pass n_per_class")
+    return int(math.ceil(labels.size / k))
+
+
 def default_n_per_class(dataset: str, root: str | None = None) -> int:
     """ceil(|real train| / classes) of ``dataset``: the reference's synthetic size, class-balanced.
 
@@ -219,7 +237,8 @@ def allocate(class_counts: np.ndarray, n_members: int,
     return out
 
 
-def _member_list(ensemble) -> tuple[list[str], dict]:
+def ensemble_members(ensemble) -> tuple[list[str], dict]:
+    """Member names of an :class:`~ensemble.search.Ensemble` or a list of names, and a record of it."""
     from ensemble.selected import Ensemble
 
     if isinstance(ensemble, Ensemble):
@@ -241,7 +260,8 @@ def _member_list(ensemble) -> tuple[list[str], dict]:
     return members, {"members": members, "rule": "manual"}
 
 
-def _as_shape(value) -> tuple[int, ...]:
+def parse_image_shape(value) -> tuple[int, ...]:
+    """An image shape from a catalog row (a JSON list or a sequence) as a tuple of ints."""
     if isinstance(value, str):
         import json
 
@@ -261,7 +281,7 @@ def sample_ensemble(ensemble, catalog, n_per_class: int | None = None,
     ``member_weights`` (one per member, or ``{name: weight}``) shares each class among the members
     unequally; by default equally. All members must agree on image shape and number of classes.
     """
-    members, ens_meta = _member_list(ensemble)
+    members, ens_meta = ensemble_members(ensemble)
     if isinstance(member_weights, Mapping):
         unknown = sorted(set(member_weights) - set(members))
         if unknown:
@@ -278,9 +298,9 @@ def sample_ensemble(ensemble, catalog, n_per_class: int | None = None,
                 "ensemble was selected from"
             ) from exc
     num_classes = {int(r["num_classes"]) for r in rows}
-    shapes = {_as_shape(r["image_shape"]) for r in rows}
+    shapes = {parse_image_shape(r["image_shape"]) for r in rows}
     if len(num_classes) != 1 or len(shapes) != 1:
-        detail = ", ".join(f"{r['name']}: {int(r['num_classes'])} classes, shape {_as_shape(r['image_shape'])}"
+        detail = ", ".join(f"{r['name']}: {int(r['num_classes'])} classes, shape {parse_image_shape(r['image_shape'])}"
                            for r in rows)
         raise ValueError(
             f"ensemble members disagree on image shape or number of classes ({detail}); "
@@ -306,7 +326,7 @@ def sample_ensemble(ensemble, catalog, n_per_class: int | None = None,
         if n_m == 0:
             continue
         member_labels = np.repeat(np.arange(k, dtype=np.int64), alloc[m])
-        member_seed = derive_seed(seed, "synth", name)
+        member_seed = member_sample_seed(seed, name)
         gen = catalog.load(name, device=device)
         out = np.asarray(gen.sample(n_m, labels=member_labels, seed=member_seed))
         if out.dtype != np.uint8 or out.shape != (n_m, *shape):
@@ -328,7 +348,7 @@ def sample_ensemble(ensemble, catalog, n_per_class: int | None = None,
         }))
         del gen
 
-    order = np.random.default_rng(derive_seed(seed, "synth", "order")).permutation(int(counts.sum()))
+    order = np.random.default_rng(member_sample_seed(seed, "order")).permutation(int(counts.sum()))
     all_images = np.concatenate(images)[order]
     all_labels = np.concatenate(labels)[order]
     provenance = pd.concat(prov, ignore_index=True).iloc[order].reset_index(drop=True)

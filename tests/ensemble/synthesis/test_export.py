@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ensemble.export as export_mod
-from ensemble.export import class_folder_names, export_dataset, list_formats
+import ensemble.synthesis.formats as formats_mod
+from ensemble.seeds import export_seed
 from ensemble.selected import Ensemble
-from ensemble.synth import sample_ensemble
+from ensemble.synthesis.export import export_dataset
+from ensemble.synthesis.formats import class_folder_names, list_export_formats
+from ensemble.synthesis.sample import sample_ensemble
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent  # tests/ensemble: _synth_toys.py
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def test_same_seed_same_bytes(toy_catalog, tmp_path):
 
 def test_failure_part_way_leaves_nothing(toy_catalog, tmp_path, monkeypatch):
     s = _sample(toy_catalog)
-    real_save = export_mod._save_png
+    real_save = formats_mod.save_png
     calls = []
 
     def failing(array, path):
@@ -122,18 +124,18 @@ def test_failure_part_way_leaves_nothing(toy_catalog, tmp_path, monkeypatch):
             raise OSError("disk full (injected)")
         real_save(array, path)
 
-    monkeypatch.setattr(export_mod, "_save_png", failing)
+    monkeypatch.setattr(formats_mod, "save_png", failing)
     with pytest.raises(OSError, match="injected"):
         export_dataset(s, tmp_path / "out")
     assert len(calls) == 5
     assert not (tmp_path / "out").exists() and _leftovers(tmp_path, "out") == []
 
     # The same failure while replacing an existing dataset leaves the old one untouched.
-    monkeypatch.setattr(export_mod, "_save_png", real_save)
+    monkeypatch.setattr(formats_mod, "save_png", real_save)
     old = export_dataset(s, tmp_path / "keep", formats=("npz",))
     before = _tree(old)
     calls.clear()
-    monkeypatch.setattr(export_mod, "_save_png", failing)
+    monkeypatch.setattr(formats_mod, "save_png", failing)
     with pytest.raises(OSError):
         export_dataset(s, old, overwrite=True)
     assert _tree(old) == before and _leftovers(tmp_path, "keep") == []
@@ -141,20 +143,63 @@ def test_failure_part_way_leaves_nothing(toy_catalog, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="known: npz, png"):
         export_dataset(s, tmp_path / "bad", formats=("npz", "tiff"))
     assert not (tmp_path / "bad").exists() and _leftovers(tmp_path, "bad") == []
-    assert list_formats() == ["npz", "png"]
+    assert list_export_formats() == ["npz", "png"]
 
 
 def test_existing_target_refused_unless_overwrite(toy_catalog, tmp_path):
-    target = tmp_path / "ds"
-    target.mkdir()
-    (target / "precious.txt").write_text("keep me")
     s = _sample(toy_catalog, n=2)
+    target = export_dataset(s, tmp_path / "ds", formats="npz")
     with pytest.raises(FileExistsError, match="overwrite"):
         export_dataset(s, target)
-    assert (target / "precious.txt").read_text() == "keep me"
-    export_dataset(s, target, overwrite=True, formats="npz")
-    assert not (target / "precious.txt").exists() and (target / "manifest.csv").is_file()
-    assert _leftovers(tmp_path, "ds") == []
+    before = _tree(target)
+    export_dataset(_sample(toy_catalog, n=3), target, overwrite=True)  # an earlier export: replaced
+    assert _tree(target) != before and (target / "train").is_dir()
+    export_dataset(s, target, overwrite=True, formats="npz")  # png tree of the last one: ours too
+    assert not (target / "train").exists() and _leftovers(tmp_path, "ds") == []
+
+
+@pytest.mark.parametrize("case", ["user files", "zoo", "foreign meta", "extra file in export"])
+def test_overwrite_never_deletes_what_export_did_not_write(toy_catalog, tmp_path, case):
+    s = _sample(toy_catalog, n=2)
+    target = tmp_path / "ds"
+    if case == "user files":
+        target.mkdir()
+        (target / "precious.txt").write_text("keep me")
+    elif case == "zoo":
+        target = toy_catalog.zoo_dir
+    elif case == "foreign meta":
+        target.mkdir()
+        (target / "meta.json").write_text(json.dumps({"format": "someone-else/1"}))
+    else:
+        export_dataset(s, target, formats="npz")
+        (target / "notes.md").write_text("my notes")
+    before = _tree(target)
+    with pytest.raises(FileExistsError, match="not replaced|not a dataset written") as err:
+        export_dataset(s, target, overwrite=True)
+    assert str(target) in str(err.value) and "--out" in str(err.value)
+    assert _tree(target) == before
+
+
+def test_next_export_cleans_what_a_killed_one_left(toy_catalog, tmp_path):
+    import os
+    import socket
+
+    s = _sample(toy_catalog, n=2)
+    dead = tmp_path / ".ds.tmp-deadbeef"
+    dead.mkdir()
+    (dead / ".gan-ensemble-owner").write_text(f"{socket.gethostname()} 999999999\n")
+    (dead / "manifest.csv").write_text("half")
+    unowned = tmp_path / ".ds.old-cafecafe"  # killed before it recorded its owner
+    unowned.mkdir()
+    alive = tmp_path / ".ds.tmp-0badf00d"  # a run still going (this process)
+    alive.mkdir()
+    (alive / ".gan-ensemble-owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    other = tmp_path / ".other.tmp-deadbeef"  # another target's: not ours to judge
+    other.mkdir()
+    export_dataset(s, tmp_path / "ds", formats="npz")
+    assert not dead.exists() and not unowned.exists()
+    assert alive.exists() and other.exists()
+    assert not (tmp_path / "ds" / ".gan-ensemble-owner").exists()
 
 
 def test_class_folders_keep_label_order(toy_catalog, tmp_path):
@@ -201,5 +246,6 @@ def test_cli_export(toy_catalog, tmp_path, capsys):
                  "--out", str(out), "--device", "cpu"]) == 0
     assert "using 2354" in capsys.readouterr().out
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["class_counts"] == [2354, 2354] and meta["seed"] == 0
+    assert meta["class_counts"] == [2354, 2354] and meta["root_seed"] == 0
+    assert meta["seed"] == export_seed(0)  # the same stage seed as quickstart's export
     assert not list(out.rglob("*.png"))
