@@ -104,7 +104,7 @@ class FeatureCache:
     @staticmethod
     def key(**parts: Any) -> str:
         """sha256 hex of the canonical JSON of ``parts`` plus the package version."""
-        from ensemble import __version__
+        from ensemble.version import __version__
 
         if "package_version" in parts:
             raise ValueError("'package_version' is added to every cache key; do not pass it")

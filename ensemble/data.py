@@ -23,6 +23,7 @@ __all__ = [
     "load_image_folder",
     "from_arrays",
     "list_medmnist_flags",
+    "medmnist_info",
     "validate_images",
     "validate_labels",
     "data_root",
@@ -114,7 +115,8 @@ def data_root(root: str | os.PathLike | None = None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
-def _medmnist_info() -> dict:
+def medmnist_info() -> dict:
+    """medmnist's metadata table ``{flag: {"label", "n_samples", "task", ...}}``."""
     from medmnist.info import INFO
 
     return INFO
@@ -122,7 +124,7 @@ def _medmnist_info() -> dict:
 
 def list_medmnist_flags() -> list[str]:
     """The 2D MedMNIST flags with single-label classification tasks."""
-    info = _medmnist_info()
+    info = medmnist_info()
     return sorted(
         f for f, v in info.items()
         if not f.endswith("3d") and v.get("task") != "multi-label, binary-class"
@@ -136,7 +138,7 @@ def load_medmnist(flag: str, split: str = "train", root: str | os.PathLike | Non
     When the file is missing and ``download`` is true, medmnist's own download is tried (online
     only). When neither works, the error says which file to put where.
     """
-    info_all = _medmnist_info()
+    info_all = medmnist_info()
     flags = list_medmnist_flags()
     if flag not in flags:
         raise ValueError(f"unknown MedMNIST dataset flag {flag!r}; known 2D flags: {', '.join(flags)}")
@@ -177,7 +179,7 @@ def _download_medmnist(flag: str, size: int, root: Path | None) -> Path | None:
     try:
         import medmnist
 
-        cls = getattr(medmnist, _medmnist_info()[flag]["python_class"])
+        cls = getattr(medmnist, medmnist_info()[flag]["python_class"])
         kwargs = {"split": "train", "download": True, "size": size}
         if root is not None:
             root.mkdir(parents=True, exist_ok=True)
@@ -244,7 +246,7 @@ def load_dataset(source: str | os.PathLike, split: str = "train",
         flag = p.stem.split("_")[0]
         names = None
         if flag in list_medmnist_flags():
-            lab = _medmnist_info()[flag]["label"]
+            lab = medmnist_info()[flag]["label"]
             names = [lab[str(i)] for i in range(len(lab))]
         ds = from_arrays(images, labels, names, name=flag, split=split)
         ds.meta["source"] = str(p)

@@ -200,7 +200,7 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     """
     from tqdm.auto import tqdm
 
-    from ensemble import __version__
+    from ensemble.version import __version__
 
     real_images = validate_images(real_images, "real_images")
     n_real = len(real_images)

@@ -21,7 +21,7 @@ COMMANDS = ("zoo", "score", "search", "export", "evaluate", "quickstart")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ensemble import __version__
+    from ensemble.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="gan-ensemble",

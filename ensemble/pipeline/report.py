@@ -33,7 +33,7 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 def write_report(res, tables, search, selected) -> Path:
     """``report.md`` beside the figures: what each stage produced and how long it took."""
-    from ensemble import __version__
+    from ensemble.version import __version__
 
     cfg, out = res.config, res.out_dir
     lines = [

@@ -3,6 +3,7 @@
 Layout of ``out_dir`` (every file except ``meta.json`` is byte-identical for the same samples)::
 
     train/<class>/<generator>_<iteration>_<index>.png   # torchvision.datasets.ImageFolder tree
+    train/metadata.csv                                  # file_name, label, ...: Hugging Face imagefolder
     <flag>_synthetic.npz                                # MedMNIST layout: train_images, train_labels (N, 1)
     manifest.csv                                        # one row per image: file, label, provenance
     meta.json                                           # versions, ensemble, seed, counts, hashes, time
@@ -95,13 +96,13 @@ def _jsonable(obj: Any) -> Any:
 
 def build_meta(samples: SyntheticSamples, tmp: Path, ctx: dict, extra: dict | None) -> dict:
     """The content of ``meta.json`` (JSON-able)."""
-    from ensemble import __version__
+    from ensemble.version import __version__
 
     sm = samples.meta
     ens_meta = sm.get("ensemble_meta") or {}
     table = samples.counts_table()
     files = {}
-    for rel in [ctx.get("npz_file"), "manifest.csv"]:
+    for rel in [ctx.get("npz_file"), *ctx.get("extra_files", []), "manifest.csv"]:
         if rel:
             files[rel] = sha256_file(tmp / rel)
     meta = {

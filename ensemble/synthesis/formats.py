@@ -3,7 +3,8 @@
 A format writer is ``fn(samples, folder, ctx) -> None``: it writes its files into ``folder`` (the
 temporary folder :func:`ensemble.synthesis.export.export_dataset` fills before it renames it into
 place) and records what it wrote in ``ctx`` (``png_files``, ``npz_file``). Built in: ``png`` (a
-``torchvision.datasets.ImageFolder`` tree under ``train/``) and ``npz`` (MedMNIST layout). Every
+``torchvision.datasets.ImageFolder`` tree under ``train/``, with a ``train/metadata.csv`` that
+Hugging Face ``datasets`` reads as ``load_dataset("imagefolder", data_dir=out)``) and ``npz`` (MedMNIST layout). Every
 file is byte-identical for the same samples: PNGs carry no metadata or time, the npz is a zip with
 fixed dates. New formats join with :func:`register_export_format`.
 """
@@ -31,12 +32,14 @@ __all__ = [
     "file_stems",
     "safe_name",
     "write_npz_deterministic",
+    "write_hf_metadata",
 ]
 
 #: A writer: ``fn(samples, folder, ctx)``.
 ExportFormat = Callable[[SyntheticSamples, Path, dict], None]
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+HF_METADATA = "metadata.csv"  # the name Hugging Face datasets' imagefolder builder looks for
 
 EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format")
 
@@ -107,6 +110,30 @@ def write_png(samples: SyntheticSamples, tmp: Path, ctx: dict) -> None:
         save_png(samples.images[i], tmp / rel)
         files.append(rel)
     ctx["png_files"] = files
+    write_hf_metadata(samples, tmp / "train", [f.split("/", 1)[1] for f in files])
+    ctx["extra_files"] = [*ctx.get("extra_files", []), f"train/{HF_METADATA}"]
+
+
+def write_hf_metadata(samples: SyntheticSamples, folder: Path, files: list[str]) -> None:
+    """``metadata.csv`` in the split folder, for Hugging Face ``datasets``' imagefolder builder.
+
+    Its ``file_name`` column (relative to that folder: the builder reads a split's metadata from
+    the split's own folder) is what the builder joins on; ``load_dataset("imagefolder",
+    data_dir=out)`` then gives each image its ``label`` and provenance columns. Labels are written
+    as integers, the class name beside them. torchvision's ImageFolder ignores the file (it reads
+    class sub-folders only).
+    """
+    import csv
+
+    prov = samples.provenance
+    with open(folder / HF_METADATA, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["file_name", "label", "label_name", "generator", "name", "iteration", "seed", "index"])
+        for i, rel in enumerate(files):
+            label = int(samples.labels[i])
+            w.writerow([rel, label, samples.class_names[label], prov["generator"].iat[i],
+                        prov["name"].iat[i], int(prov["iteration"].iat[i]), int(prov["seed"].iat[i]),
+                        int(prov["index"].iat[i])])
 
 
 def write_npz_deterministic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

@@ -96,6 +96,34 @@ def test_layout_readable_by_imagefolder_numpy_and_loader(toy_catalog, tmp_path):
     assert meta["files"]["manifest.csv"] == sha256_file(out / "manifest.csv")
 
 
+def test_export_loads_in_hugging_face_datasets(toy_catalog, tmp_path, monkeypatch):
+    """``datasets``' imagefolder builder reads the tree with its metadata.csv: images and labels."""
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import datasets
+
+    s = _sample(toy_catalog)
+    out = export_dataset(s, tmp_path / "synth")
+    hf = datasets.load_dataset("imagefolder", data_dir=str(out), split="train",
+                               cache_dir=str(tmp_path / "hf-cache"))
+    assert len(hf) == len(s)
+    with open(out / "manifest.csv", newline="") as f:
+        by_file = {r["filename"]: int(r["npz_index"]) for r in csv.DictReader(f)}
+    with open(out / "train" / "metadata.csv", newline="") as f:
+        names = ["train/" + r["file_name"] for r in csv.DictReader(f)]
+    assert sorted(names) == sorted(by_file)
+    got = sorted((int(r["label"]), r["name"], int(r["index"]), np.asarray(r["image"].convert("L")).tobytes())
+                 for r in hf)
+    want = sorted((int(s.labels[i]), s.provenance["name"].iat[i], int(s.provenance["index"].iat[i]),
+                   s.images[i].tobytes()) for i in range(len(s)))
+    assert got == want
+    meta = json.loads((out / "meta.json").read_text())
+    from zoo.io import sha256_file
+
+    assert meta["files"]["train/metadata.csv"] == sha256_file(out / "train" / "metadata.csv")
+
+
 def test_same_seed_same_bytes(toy_catalog, tmp_path):
     a = export_dataset(_sample(toy_catalog, seed=5), tmp_path / "a")
     b = export_dataset(_sample(toy_catalog, seed=5), tmp_path / "b")
