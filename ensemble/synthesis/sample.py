@@ -121,7 +121,7 @@ def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
     """Class names of a MedMNIST flag when ``dataset`` is one, else ``"0"``, ``"1"``, ..."""
     if dataset:
         try:
-            from ensemble.data import medmnist_info, list_medmnist_flags
+            from ensemble.data import list_medmnist_flags, medmnist_info
 
             if dataset in list_medmnist_flags():
                 labels = medmnist_info()[dataset]["label"]
@@ -155,7 +155,7 @@ def default_n_per_class(dataset: str, root: str | None = None) -> int:
     """
     import math
 
-    from ensemble.data import medmnist_info, list_medmnist_flags, load_dataset
+    from ensemble.data import list_medmnist_flags, load_dataset, medmnist_info
 
     if dataset in list_medmnist_flags():
         info = medmnist_info()[dataset]
