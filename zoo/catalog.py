@@ -810,6 +810,10 @@ class Catalog:
             raise
         except (ValueError, FileNotFoundError, KeyError) as exc:
             text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            column = next((c for c in ("latent_dim", "num_classes", "image_shape", "kwargs")
-                           if c in text or c.replace("_", " ") in text), "path")
+            # The column named first in the message (a shape error names image_shape, then
+            # latent_dim); errors naming none come from reading or running the file: 'path'.
+            words = {"latent_dim": "latent_dim", "num_classes": "num_classes", "image_shape": "image_shape",
+                     "kwargs": "kwargs", "keyword argument": "kwargs"}
+            named = [(text.find(w), c) for w, c in words.items() if w in text]
+            column = min(named)[1] if named else "path"
             raise _ManifestCellError(column, text) from exc
