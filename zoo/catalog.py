@@ -118,16 +118,21 @@ def _callable_digest(source_sha256: str, files: Mapping[str, str]) -> str:
 
 
 def file_arguments(kwargs: Mapping[str, Any], base: str | os.PathLike | None = None) -> dict[str, Path]:
-    """The factory arguments whose string value names an existing file, as absolute paths.
+    """The factory arguments whose string value is a path to an existing file, as absolute paths.
 
-    A relative value is looked up in ``base`` first (the manifest's folder), then the working
-    directory. These files are hashed into the catalog entry and checked again before loading.
+    Only values that look like paths count (with a folder part or a file extension: ``w.pt``,
+    ``run/config``), so a short word such as ``"cpu"`` stays an ordinary argument even if a file
+    of that name happens to exist. A relative value is looked up in ``base`` first (the
+    manifest's folder), then the working directory. These files are hashed into the catalog
+    entry and checked again before loading.
     """
     found = {}
     for key, value in kwargs.items():
         if not isinstance(value, str) or not value or "\n" in value:
             continue
         p = Path(value).expanduser()
+        if len(p.parts) < 2 and not p.suffix:
+            continue
         candidates = [p] if p.is_absolute() else ([Path(base) / p] if base is not None else []) + [p]
         for c in candidates:
             try:
@@ -276,7 +281,7 @@ class Catalog:
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
     def file_path(self, id_or_name: int | str) -> Path | None:
-        """Absolute path of a generator's file (None for callables)."""
+        """Absolute path of a generator's file (a folder for a sample folder; None for callables)."""
         return self._file_of(self._find(id_or_name))
 
     def _file_of(self, row: Mapping[str, Any]) -> Path | None:

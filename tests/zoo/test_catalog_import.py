@@ -183,3 +183,19 @@ def test_manifest_shape_errors(foreign_zoo, tmp_path):
         cat.import_manifest(src / "d.csv")
     with pytest.raises(FileNotFoundError):
         cat.import_manifest(src / "absent.csv")
+
+
+def test_file_arguments_only_take_paths_to_files(tmp_path, monkeypatch):
+    from zoo.catalog import file_arguments
+
+    (tmp_path / "m").mkdir()
+    for rel in ("m/cpu", "m/w.bin", "m/run/config"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    (tmp_path / "here.yaml").write_text("cwd")
+    monkeypatch.chdir(tmp_path)
+    found = file_arguments({"device": "cpu", "w": "w.bin", "cfg": "run/config", "gone": "x.pt",
+                            "n": 3, "yaml": "here.yaml", "abs": str(tmp_path / "m" / "w.bin")},
+                           base=tmp_path / "m")
+    assert found == {"w": tmp_path / "m" / "w.bin", "cfg": tmp_path / "m" / "run" / "config",
+                     "yaml": tmp_path / "here.yaml", "abs": tmp_path / "m" / "w.bin"}
