@@ -10,7 +10,9 @@ catalog at once: the database runs in WAL mode and every operation is a short tr
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
+import hashlib
 import importlib.util
 import json
 import logging
@@ -34,23 +36,28 @@ from zoo.generator import (
     parse_ref,
 )
 from zoo.io import atomic_write, sha256_file
+from zoo.samples import SampleSetGenerator, sample_set_digest
 
-__all__ = ["Catalog", "GeneratorNotFoundError", "CATALOG_FILE", "KINDS", "COLUMNS"]
+__all__ = ["Catalog", "GeneratorNotFoundError", "CATALOG_FILE", "KINDS", "COLUMNS", "MANIFEST_COLUMNS",
+           "parse_image_shape", "file_arguments", "ref_source_file"]
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
-KINDS = ("native", "torchscript", "callable")
+KINDS = ("native", "torchscript", "callable", "samples")
+#: Columns of a bulk-import manifest (:meth:`Catalog.import_manifest`).
+MANIFEST_COLUMNS = ("name", "run", "iteration", "kind", "path", "latent_dim", "num_classes",
+                    "image_shape", "kwargs", "dataset", "replace")
 COLUMNS = ("id", "name", "run", "kind", "architecture", "config", "dataset", "image_shape",
            "num_classes", "iteration", "path", "sha256", "created")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: kind 'samples' (a version-1 catalog is upgraded when one is added)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generators (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     name         TEXT    NOT NULL UNIQUE,
     run          TEXT    NOT NULL,
-    kind         TEXT    NOT NULL CHECK (kind IN ('native', 'torchscript', 'callable')),
+    kind         TEXT    NOT NULL CHECK (kind IN ('native', 'torchscript', 'callable', 'samples')),
     architecture TEXT    NOT NULL,
     config       TEXT    NOT NULL,
     dataset      TEXT    NOT NULL,
@@ -63,6 +70,25 @@ CREATE TABLE IF NOT EXISTS generators (
 );
 CREATE INDEX IF NOT EXISTS generators_run ON generators (run);
 """
+
+
+class _ManifestCellError(Exception):
+    """A bad manifest cell: the column and what is wrong (the row is added by the caller)."""
+
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(column, message)
+        self.column = column
+        self.message = message
+
+
+def parse_image_shape(text: str) -> tuple[int, ...]:
+    """``"28x28"``, ``"28,28"``, ``"64x64x3"`` -> a normalised image shape."""
+    parts = [p for p in re.split(r"[,x\s]+", str(text).strip().lower()) if p]
+    try:
+        dims = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"image_shape must look like 28x28 or 64x64x3, got {text!r}") from None
+    return normalize_image_shape(dims)
 
 
 class GeneratorNotFoundError(KeyError, ValueError):
@@ -78,6 +104,44 @@ def _now() -> str:
 
 def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "generator"
+
+
+def _callable_digest(source_sha256: str, files: Mapping[str, str]) -> str:
+    """A callable's catalog hash: its module source's sha256, combined with the sha256 of each file
+    named in its arguments (``files``: argument name -> sha256); the source hash alone if none."""
+    if not files:
+        return source_sha256
+    h = hashlib.sha256(b"gan-ensemble callable v1\n" + source_sha256.encode("ascii") + b"\n")
+    for key in sorted(files):
+        h.update(f"{key}\0{files[key]}\n".encode())
+    return h.hexdigest()
+
+
+def file_arguments(kwargs: Mapping[str, Any], base: str | os.PathLike | None = None) -> dict[str, Path]:
+    """The factory arguments whose string value is a path to an existing file, as absolute paths.
+
+    Only values that look like paths count (with a folder part or a file extension: ``w.pt``,
+    ``run/config``), so a short word such as ``"cpu"`` stays an ordinary argument even if a file
+    of that name happens to exist. A relative value is looked up in ``base`` first (the
+    manifest's folder), then the working directory. These files are hashed into the catalog
+    entry and checked again before loading.
+    """
+    found = {}
+    for key, value in kwargs.items():
+        if not isinstance(value, str) or not value or "\n" in value:
+            continue
+        p = Path(value).expanduser()
+        if len(p.parts) < 2 and not p.suffix:
+            continue
+        candidates = [p] if p.is_absolute() else ([Path(base) / p] if base is not None else []) + [p]
+        for c in candidates:
+            try:
+                if c.is_file():
+                    found[key] = c.resolve()
+                    break
+            except OSError:  # e.g. a name too long to be a path
+                break
+    return found
 
 
 def ref_source_file(ref: str) -> Path:
@@ -217,7 +281,7 @@ class Catalog:
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
     def file_path(self, id_or_name: int | str) -> Path | None:
-        """Absolute path of a generator's file (None for callables)."""
+        """Absolute path of a generator's file (a folder for a sample folder; None for callables)."""
         return self._file_of(self._find(id_or_name))
 
     def _file_of(self, row: Mapping[str, Any]) -> Path | None:
@@ -228,14 +292,18 @@ class Catalog:
 
     # ------------------------------------------------------------------ writing
 
-    def _relative(self, path: str | os.PathLike) -> tuple[Path, str]:
-        """Resolve a file path (relative to the zoo folder, else the working directory)."""
+    def _relative(self, path: str | os.PathLike, folder_ok: bool = False) -> tuple[Path, str]:
+        """Resolve a file path (relative to the zoo folder, else the working directory); with
+        ``folder_ok`` a folder is accepted too (sample sets)."""
+        def found(q: Path) -> bool:
+            return q.is_file() or (folder_ok and q.is_dir())
+
         p = Path(path).expanduser()
         if not p.is_absolute():
             in_zoo = self.zoo_dir / p
-            p = in_zoo if in_zoo.is_file() or not p.is_file() else p
+            p = in_zoo if found(in_zoo) or not found(p) else p
         p = p.resolve()
-        if not p.is_file():
+        if not found(p):
             raise FileNotFoundError(f"generator file {str(path)!r} not found (looked in "
                                     f"{str(self.zoo_dir)!r} and the working directory)")
         try:
@@ -251,7 +319,19 @@ class Catalog:
         ``kind`` (default ``"native"``), ``architecture``, ``config``, ``dataset``, ``image_shape``,
         ``num_classes``, ``sha256`` (computed from the file when left out, verified when given).
         For native checkpoints, missing architecture/config/iteration/shape come from the file.
+        A ``samples`` path is a sample folder or npz, hashed with :func:`zoo.samples.sample_set_digest`.
         """
+        values = self._prepare_row(row)
+        with self._connect() as con:
+            if values[2] == "samples":
+                self._allow_samples(con)
+            with con:
+                new_id = self._insert(con, values)
+        log.info("catalog %s: added %s (id %d)", self.path, values[0], new_id)
+        return new_id
+
+    def _prepare_row(self, row: Mapping[str, Any]) -> tuple:
+        """Validate and complete one row (hashing its file); return the values to insert."""
         allowed = set(COLUMNS) - {"id", "created"}
         unknown = sorted(set(row) - allowed)
         if unknown:
@@ -265,8 +345,12 @@ class Catalog:
         rec["kind"] = kind
         if kind == "callable":
             parse_ref(rec["path"])
-            digest = sha256_file(ref_source_file(rec["path"]))
+            digest = _callable_digest(sha256_file(ref_source_file(rec["path"])),
+                                      (rec.get("config") or {}).get("files", {}))
             stored_path = rec["path"]
+        elif kind == "samples":
+            abs_path, stored_path = self._relative(rec["path"], folder_ok=True)
+            digest = sample_set_digest(abs_path)
         else:
             abs_path, stored_path = self._relative(rec["path"])
             digest = sha256_file(abs_path)
@@ -315,26 +399,56 @@ class Catalog:
         nc = rec["num_classes"]
         if isinstance(nc, bool) or not isinstance(nc, (int, np.integer)) or nc < 1:
             raise ValueError(f"num_classes must be a positive integer, got {nc!r}")
-        values = (rec["name"], rec["run"], kind, rec["architecture"], config_json, str(rec["dataset"]),
-                  json.dumps(list(shape)), int(nc), int(it), rec["path"], digest, _now())
-        with self._connect() as con:
-            try:
-                with con:
-                    cur = con.execute(
-                        "INSERT INTO generators (name, run, kind, architecture, config, dataset, "
-                        "image_shape, num_classes, iteration, path, sha256, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" in str(exc).upper():
-                    other = con.execute("SELECT id FROM generators WHERE name = ?", (rec["name"],)).fetchone()
-                    raise ValueError(
-                        f"a generator named {rec['name']!r} is already in the catalog (id "
-                        f"{other[0] if other else '?'}); choose another name or remove it first"
-                    ) from exc
-                raise ValueError(f"cannot add {rec['name']!r} to the catalog: {exc}") from exc
-            new_id = int(cur.lastrowid)
-        log.info("catalog %s: added %s (id %d)", self.path, rec["name"], new_id)
-        return new_id
+        return (rec["name"], rec["run"], kind, rec["architecture"], config_json, str(rec["dataset"]),
+                json.dumps(list(shape)), int(nc), int(it), rec["path"], digest, _now())
+
+    @staticmethod
+    def _insert(con: sqlite3.Connection, values: tuple) -> int:
+        """Insert one prepared row inside the caller's transaction; return its id."""
+        try:
+            cur = con.execute(
+                "INSERT INTO generators (name, run, kind, architecture, config, dataset, "
+                "image_shape, num_classes, iteration, path, sha256, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc).upper():
+                other = con.execute("SELECT id FROM generators WHERE name = ?", (values[0],)).fetchone()
+                raise ValueError(
+                    f"a generator named {values[0]!r} is already in the catalog (id "
+                    f"{other[0] if other else '?'}); choose another name or remove it first"
+                ) from exc
+            raise ValueError(f"cannot add {values[0]!r} to the catalog: {exc}") from exc
+        return int(cur.lastrowid)
+
+    def _allow_samples(self, con: sqlite3.Connection) -> None:
+        """Upgrade a version-1 catalog, whose kind check predates ``samples``, to version 2.
+
+        SQLite cannot alter a CHECK constraint, so the table is rebuilt (rows, ids and the id
+        sequence kept) in one transaction.
+        """
+        sql = con.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='generators'").fetchone()[0]
+        if "'samples'" in sql:
+            return
+        log.info("catalog %s: upgrading to schema version %d (sample-set members)", self.path, SCHEMA_VERSION)
+        con.execute("BEGIN IMMEDIATE")  # explicit: sqlite3 would run the DDL outside a transaction
+        try:
+            seq = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'generators'").fetchone()
+            con.execute("ALTER TABLE generators RENAME TO generators_v1")
+            con.execute("DROP INDEX IF EXISTS generators_run")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    con.execute(statement)
+            cols = ", ".join(COLUMNS)
+            con.execute(f"INSERT INTO generators ({cols}) SELECT {cols} FROM generators_v1")
+            con.execute("DROP TABLE generators_v1")
+            if seq is not None:
+                con.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'generators'",
+                            (seq[0],))
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
 
     def remove(self, id_or_name: int | str, delete_file: bool = False) -> dict:
         """Remove a generator's row (and, with ``delete_file``, its file); return the removed row."""
@@ -343,7 +457,9 @@ class Catalog:
             con.execute("DELETE FROM generators WHERE id = ?", (row["id"],))
         if delete_file:
             f = self._file_of(row)
-            if f is not None:
+            if f is not None and f.is_dir():  # a sample folder
+                shutil.rmtree(f)
+            elif f is not None:
                 f.unlink(missing_ok=True)
         log.info("catalog %s: removed %s (id %d)", self.path, row["name"], row["id"])
         return row
@@ -354,15 +470,16 @@ class Catalog:
         f = self._file_of(row)
         assert f is not None
         label = f"generator {row['name']!r} (id {row['id']})"
-        if not f.is_file():
+        samples = row["kind"] == "samples"
+        if not (f.is_file() or (samples and f.is_dir())):
             raise FileNotFoundError(
                 f"{label}: file {str(f)!r} is missing; restore it, or remove the entry with "
                 f"`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`"
             )
-        actual = sha256_file(f)
+        actual = sample_set_digest(f) if samples else sha256_file(f)
         if actual != row["sha256"]:
             raise ValueError(
-                f"{label}: file {str(f)!r} has sha256 {actual[:12]}..., but the catalog recorded "
+                f"{label}: {'sample set' if samples else 'file'} {str(f)!r} has sha256 {actual[:12]}..., but the catalog recorded "
                 f"{row['sha256'][:12]}...; the file was changed since it was registered: restore "
                 f"it, or remove the entry (`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`) "
                 "and register the file again"
@@ -383,17 +500,31 @@ class Catalog:
             gen = TorchScriptGenerator(self._verify_file(row), latent_dim=cfg["latent_dim"],
                                        num_classes=row["num_classes"], image_shape=row["image_shape"],
                                        device=device, batch_size=batch_size)
+        elif kind == "samples":
+            gen = SampleSetGenerator.from_path(self._verify_file(row), num_classes=row["num_classes"],
+                                               replace=bool(row["config"].get("replace", False)))
         else:
+            label = f"generator {row['name']!r} (id {row['id']})"
+            again = (f"remove the entry (`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`) and "
+                     "register it again")
+            kwargs = row["config"].get("kwargs", {})
+            files = row["config"].get("files", {})
+            for key, recorded in files.items():
+                f = Path(kwargs[key])
+                if not f.is_file():
+                    raise FileNotFoundError(f"{label}: file {str(f)!r} (argument {key}) is missing; "
+                                            f"restore it, or {again}")
+                if sha256_file(f) != recorded:
+                    raise ValueError(f"{label}: file {str(f)!r} (argument {key}) changed since it was "
+                                     f"registered (sha256 differs); restore it, or {again}")
             src = ref_source_file(row["path"])
-            actual = sha256_file(src)
-            if actual != row["sha256"]:
+            if _callable_digest(sha256_file(src), files) != row["sha256"]:
                 raise ValueError(
-                    f"generator {row['name']!r} (id {row['id']}): module source {str(src)!r} changed "
-                    "since it was registered (sha256 differs); undo the change, or remove the entry "
-                    f"(`gan-ensemble zoo remove {self.zoo_dir} {row['id']}`) and register it again"
+                    f"{label}: module source {str(src)!r} changed since it was registered (sha256 "
+                    f"differs); undo the change, or {again}"
                 )
             gen = CallableGenerator(row["path"], num_classes=row["num_classes"],
-                                    image_shape=row["image_shape"], **row["config"].get("kwargs", {}))
+                                    image_shape=row["image_shape"], **kwargs)
         if tuple(gen.image_shape) != tuple(row["image_shape"]) or gen.num_classes != row["num_classes"]:
             raise ValueError(
                 f"generator {row['name']!r} (id {row['id']}) loads with image_shape "
@@ -414,50 +545,280 @@ class Catalog:
 
     def register_torchscript(self, path: str | os.PathLike, *, name: str, latent_dim: int,
                              num_classes: int, image_shape: Sequence[int], dataset: str = "unknown",
-                             copy: bool = True) -> int:
+                             copy: bool = True, run: str | None = None, iteration: int = 0) -> int:
         """Register a TorchScript generator file (copied into ``zoo_dir/foreign/`` unless copy=False).
 
         The module is loaded and asked for two images first, so a file that cannot sample is refused.
+        ``run`` (default: the name) and ``iteration`` keep a foreign zoo's family and step grouping.
         """
         name = self._check_new_name(name)
+        row, copied = self._torchscript_row(path, name=name, run=run, iteration=iteration,
+                                            latent_dim=latent_dim, num_classes=num_classes,
+                                            image_shape=image_shape, dataset=dataset, copy=copy)
+        try:
+            return self.add(**row)
+        except BaseException:
+            if copied is not None:
+                copied.unlink(missing_ok=True)
+            raise
+
+    def _torchscript_row(self, path: str | os.PathLike, *, name: str, run: str | None, iteration: int,
+                         latent_dim: int, num_classes: int, image_shape: Sequence[int], dataset: str,
+                         copy: bool) -> tuple[dict, Path | None]:
+        """Check a TorchScript file by sampling it, copy it if asked; return the row and the copy
+        made (None if none was made, to remove if the registration fails)."""
         src = Path(path).expanduser()
         gen = TorchScriptGenerator(src, latent_dim=latent_dim, num_classes=num_classes,
                                    image_shape=image_shape, device="cpu")
         gen.sample(2, seed=0)
         digest = sha256_file(src)
         dest = src
-        copied = False
+        copied = None
         if copy:
             dest = self.zoo_dir / "foreign" / f"{_safe_filename(name)}-{digest[:12]}{src.suffix or '.pt'}"
             if not dest.is_file():
                 atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
-                copied = True
+                copied = dest
         config = {"latent_dim": gen.latent_dim, "num_classes": gen.num_classes,
                   "image_shape": list(gen.image_shape), "source": str(src.resolve())}
-        try:
-            return self.add(path=dest, name=name, run=name, kind="torchscript",
-                            architecture="torchscript", config=config, dataset=dataset,
-                            image_shape=gen.image_shape, num_classes=gen.num_classes,
-                            iteration=0, sha256=digest)
-        except BaseException:
-            if copied:
-                dest.unlink(missing_ok=True)
-            raise
+        row = dict(path=dest, name=name, run=run or name, kind="torchscript", architecture="torchscript",
+                   config=config, dataset=dataset, image_shape=gen.image_shape,
+                   num_classes=gen.num_classes, iteration=iteration, sha256=digest)
+        return row, copied
 
     def register_callable(self, ref: str, *, name: str, num_classes: int, image_shape: Sequence[int],
-                          dataset: str = "unknown", **kwargs: Any) -> int:
+                          dataset: str = "unknown", run: str | None = None, iteration: int = 0,
+                          **kwargs: Any) -> int:
         """Register a ``"module:function"`` factory (called with ``**kwargs``) as a generator.
 
-        The sha256 is that of the module's source file, so an edited module is noticed at load time
-        (only that file is hashed: other files it reads are not tracked).
+        The sha256 is that of the module's source file, combined with that of every file named in
+        ``kwargs`` (a string argument that is an existing file, recorded by its absolute path), so
+        an edited module or a replaced weights file is noticed at load time. Other files the
+        factory reads on its own are not tracked.
         """
         name = self._check_new_name(name)
+        return self.add(**self._callable_row(ref, name=name, run=run, iteration=iteration,
+                                             num_classes=num_classes, image_shape=image_shape,
+                                             dataset=dataset, kwargs=kwargs))
+
+    def _callable_row(self, ref: str, *, name: str, run: str | None, iteration: int, num_classes: int,
+                      image_shape: Sequence[int], dataset: str, kwargs: Mapping[str, Any],
+                      base: str | os.PathLike | None = None) -> dict:
+        kwargs = dict(kwargs)
         try:
             json.dumps(kwargs)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"factory keyword arguments must be JSON-serialisable ({exc})") from exc
+        files = file_arguments(kwargs, base)
+        kwargs.update({key: str(f) for key, f in files.items()})
         gen = CallableGenerator(ref, num_classes=num_classes, image_shape=image_shape, **kwargs)
         gen.sample(2, seed=0)
-        return self.add(path=ref, name=name, run=name, kind="callable", architecture="callable",
-                        config={"kwargs": kwargs}, dataset=dataset, image_shape=gen.image_shape,
-                        num_classes=gen.num_classes, iteration=0)
+        config: dict[str, Any] = {"kwargs": kwargs}
+        if files:
+            config["files"] = {key: sha256_file(f) for key, f in sorted(files.items())}
+        return dict(path=ref, name=name, run=run or name, kind="callable", architecture="callable",
+                    config=config, dataset=dataset, image_shape=gen.image_shape,
+                    num_classes=gen.num_classes, iteration=iteration)
+
+    def register_samples(self, path: str | os.PathLike, *, name: str, run: str | None = None,
+                         iteration: int = 0, num_classes: int | None = None, dataset: str = "unknown",
+                         replace: bool = False) -> int:
+        """Register a set of generated images (a folder of class subfolders, or an npz with
+        ``images`` and ``labels``) as a generator of kind ``samples``; see :mod:`zoo.samples`.
+
+        The set is read once to check it; its content hash is recorded. ``num_classes`` defaults
+        to the largest label + 1. ``replace=True`` lets sampling draw a class with replacement
+        when more images are asked for than are stored (with a warning); otherwise that is an error.
+        The files stay where they are (a path inside the zoo folder is recorded relative to it).
+        """
+        name = self._check_new_name(name)
+        return self.add(**self._samples_row(path, name=name, run=run, iteration=iteration,
+                                            num_classes=num_classes, dataset=dataset, replace=replace))
+
+    def _samples_row(self, path: str | os.PathLike, *, name: str, run: str | None, iteration: int,
+                     num_classes: int | None, dataset: str, replace: bool) -> dict:
+        abs_path, _ = self._relative(path, folder_ok=True)
+        gen = SampleSetGenerator.from_path(abs_path, num_classes=num_classes, replace=replace)
+        config = {"replace": gen.replace, "format": "npz" if abs_path.is_file() else "folder",
+                  "count": len(gen), "class_counts": gen.class_counts}
+        return dict(path=abs_path, name=name, run=run or name, kind="samples", architecture="samples",
+                    config=config, dataset=dataset, image_shape=gen.image_shape,
+                    num_classes=gen.num_classes, iteration=iteration)
+
+    # ------------------------------------------------------------------ bulk import
+
+    def import_manifest(self, manifest: str | os.PathLike, copy: bool = True) -> list[int]:
+        """Register every member listed in a CSV manifest, all or nothing; return their ids.
+
+        Columns (see :data:`MANIFEST_COLUMNS`): ``name``, ``kind`` (native, torchscript, callable or
+        samples) and ``path`` are required; ``run`` (default: the name), ``iteration``,
+        ``latent_dim``, ``num_classes``, ``image_shape`` (``28x28``, ``64x64x3``), ``kwargs`` (the
+        factory's arguments as a JSON object), ``dataset`` and ``replace`` (samples: true/false)
+        as each kind needs. A relative path (and a relative file named in ``kwargs``) is relative
+        to the manifest's folder. Every member is checked (loaded and sampled) first; then all rows
+        are inserted in one SQLite transaction, so on any error nothing is registered (and files
+        copied into ``foreign/`` are removed). Errors name the manifest row and column.
+        """
+        manifest = Path(manifest).expanduser()
+        if not manifest.is_file():
+            raise FileNotFoundError(f"manifest {str(manifest)!r} not found")
+        base = manifest.resolve().parent
+        with open(manifest, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            if not header:
+                raise ValueError(f"manifest {str(manifest)!r} is empty; its first line names the "
+                                 f"columns ({', '.join(MANIFEST_COLUMNS)})")
+            unknown = [h for h in header if h not in MANIFEST_COLUMNS]
+            missing = [h for h in ("name", "kind", "path") if h not in header]
+            if unknown or missing:
+                raise ValueError(f"manifest {str(manifest)!r}: "
+                                 + (f"unknown column(s) {unknown}; " if unknown else "")
+                                 + (f"missing column(s) {missing}; " if missing else "")
+                                 + f"columns are {', '.join(MANIFEST_COLUMNS)}")
+            rows = [({(k or "").strip(): (v or "").strip() for k, v in r.items() if k is not None},
+                     reader.line_num) for r in reader]
+        if not rows:
+            raise ValueError(f"manifest {str(manifest)!r} lists no members")
+        existing = set(self.names())
+        seen: dict[str, int] = {}
+        prepared: list[tuple[int, int, tuple]] = []
+        copies: list[Path] = []
+        try:
+            for number, (cells, line) in enumerate(rows, start=1):
+                where = f"manifest {str(manifest)!r}, row {number} (line {line})"
+                try:
+                    values = self._manifest_row(cells, base, existing, seen, copy, copies)
+                except _ManifestCellError as exc:
+                    raise ValueError(f"{where}, column {exc.column!r}: {exc.message}") from exc.__cause__
+                seen[values[0]] = number
+                prepared.append((number, line, values))
+            with self._connect() as con:
+                if any(v[2] == "samples" for *_, v in prepared):
+                    self._allow_samples(con)
+                with con:
+                    ids = []
+                    for number, line, values in prepared:
+                        try:
+                            ids.append(self._insert(con, values))
+                        except ValueError as exc:
+                            raise ValueError(f"manifest {str(manifest)!r}, row {number} (line {line}), "
+                                             f"column 'name': {exc}") from exc
+        except BaseException:
+            for c in copies:
+                c.unlink(missing_ok=True)
+            raise
+        log.info("catalog %s: imported %d generators from %s", self.path, len(ids), manifest)
+        return ids
+
+    def _manifest_row(self, cells: Mapping[str, str], base: Path, existing: set[str],
+                      seen: Mapping[str, int], copy: bool, copies: list[Path]) -> tuple:
+        """Check and build one manifest row; return its prepared values (see :meth:`_prepare_row`)."""
+        name = cells.get("name", "")
+        if not name:
+            raise _ManifestCellError("name", "empty; every member needs a name")
+        if name in existing:
+            raise _ManifestCellError("name", f"a generator named {name!r} is already in the catalog")
+        if name in seen:
+            raise _ManifestCellError("name", f"{name!r} is also the name of row {seen[name]}")
+        kind = cells.get("kind", "")
+        if kind not in KINDS:
+            raise _ManifestCellError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+        raw_path = cells.get("path", "")
+        if not raw_path:
+            raise _ManifestCellError("path", "empty")
+        path: str | Path = raw_path
+        if kind != "callable":
+            p = Path(raw_path).expanduser()
+            path = p if p.is_absolute() else base / p
+            if not (path.is_file() or (kind == "samples" and path.is_dir())):
+                raise _ManifestCellError("path", f"{str(path)!r} not found (a relative path is "
+                                         "relative to the manifest's folder)")
+
+        def integer(column: str, required: bool) -> int | None:
+            text = cells.get(column, "")
+            if not text:
+                if required:
+                    raise _ManifestCellError(column, f"a {kind} member needs {column}")
+                return None
+            try:
+                return int(text)
+            except ValueError:
+                raise _ManifestCellError(column, f"must be an integer, got {text!r}") from None
+
+        def unused(*columns: str) -> None:
+            for column in columns:
+                if cells.get(column, ""):
+                    raise _ManifestCellError(column, f"does not apply to a {kind} member; leave it empty")
+
+        iteration = integer("iteration", False)
+        if iteration is not None and iteration < 0:
+            raise _ManifestCellError("iteration", f"must be a non-negative integer, got {iteration}")
+        run = cells.get("run", "") or None
+        dataset = cells.get("dataset", "") or "unknown"
+        shape_text = cells.get("image_shape", "")
+        shape = None
+        if shape_text:
+            try:
+                shape = parse_image_shape(shape_text)
+            except ValueError as exc:
+                raise _ManifestCellError("image_shape", str(exc)) from None
+        try:
+            if kind == "native":
+                unused("latent_dim", "kwargs", "replace", "num_classes", "image_shape")
+                row: dict[str, Any] = {"path": path, "name": name, "kind": "native", "dataset": dataset}
+                row["run"] = run or name
+                if iteration is not None:
+                    row["iteration"] = iteration
+                from zoo.checkpoint import load_generator
+
+                load_generator(path, device="cpu").sample(2, seed=0)
+            elif kind == "torchscript":
+                unused("kwargs", "replace")
+                latent = integer("latent_dim", True)
+                nc = integer("num_classes", True)
+                if shape is None:
+                    raise _ManifestCellError("image_shape", "a torchscript member needs image_shape")
+                row, copied = self._torchscript_row(path, name=name, run=run, iteration=iteration or 0,
+                                                    latent_dim=latent, num_classes=nc, image_shape=shape,
+                                                    dataset=dataset, copy=copy)
+                if copied is not None:
+                    copies.append(copied)
+            elif kind == "callable":
+                unused("latent_dim", "replace")
+                nc = integer("num_classes", True)
+                if shape is None:
+                    raise _ManifestCellError("image_shape", "a callable member needs image_shape")
+                text = cells.get("kwargs", "")
+                try:
+                    kwargs = json.loads(text) if text else {}
+                except json.JSONDecodeError as exc:
+                    raise _ManifestCellError("kwargs", f"not valid JSON ({exc})") from None
+                if not isinstance(kwargs, dict):
+                    raise _ManifestCellError("kwargs", f"must be a JSON object such as {{\"a\": 1}}, got {text!r}")
+                row = self._callable_row(str(path), name=name, run=run, iteration=iteration or 0,
+                                         num_classes=nc, image_shape=shape, dataset=dataset,
+                                         kwargs=kwargs, base=base)
+            else:
+                unused("latent_dim", "kwargs")
+                text = cells.get("replace", "").lower()
+                if text not in ("", "true", "false", "1", "0", "yes", "no"):
+                    raise _ManifestCellError("replace", f"must be true or false, got {cells['replace']!r}")
+                nc = integer("num_classes", False)
+                row = self._samples_row(path, name=name, run=run, iteration=iteration or 0, num_classes=nc,
+                                        dataset=dataset, replace=text in ("true", "1", "yes"))
+                if shape is not None and tuple(row["image_shape"]) != shape:
+                    raise _ManifestCellError("image_shape", f"{shape} given, but the set holds "
+                                             f"{tuple(row['image_shape'])} images")
+            return self._prepare_row(row)
+        except _ManifestCellError:
+            raise
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            # The column named first in the message (a shape error names image_shape, then
+            # latent_dim); errors naming none come from reading or running the file: 'path'.
+            words = {"latent_dim": "latent_dim", "num_classes": "num_classes", "image_shape": "image_shape",
+                     "kwargs": "kwargs", "keyword argument": "kwargs"}
+            named = [(text.find(w), c) for w, c in words.items() if w in text]
+            column = min(named)[1] if named else "path"
+            raise _ManifestCellError(column, text) from exc

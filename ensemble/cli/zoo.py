@@ -11,7 +11,10 @@ Examples::
     gan-ensemble zoo register-torchscript zoo/ G.pt --name mygan --latent-dim 128 \\
         --num-classes 2 --image-shape 28,28
     gan-ensemble zoo register-callable zoo/ mypkg.gens:build --name other --num-classes 2 \\
-        --image-shape 28,28 --kwargs '{"checkpoint": "/data/other.ckpt"}'
+        --image-shape 28,28 --kwargs '{"checkpoint": "/data/other.ckpt"}' --run other --iteration 5000
+    gan-ensemble zoo register-samples zoo/ samples/biggan-20000/ --name biggan@20000 \\
+        --run biggan --iteration 20000 --num-classes 2
+    gan-ensemble zoo import zoo/ manifest.csv      # many members at once, all or nothing
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 
 __all__ = ["register"]
 
-LIST_COLUMNS = ["id", "name", "kind", "architecture", "dataset", "image_shape", "num_classes",
+LIST_COLUMNS = ["id", "name", "run", "kind", "architecture", "dataset", "image_shape", "num_classes",
                 "iteration"]
 
 
@@ -189,7 +192,8 @@ def _register_torchscript(args: argparse.Namespace) -> int:
     new_id = catalog.register_torchscript(args.file, name=args.name, latent_dim=args.latent_dim,
                                           num_classes=args.num_classes,
                                           image_shape=_image_shape(args.image_shape),
-                                          dataset=args.dataset, copy=not args.no_copy)
+                                          dataset=args.dataset, copy=not args.no_copy,
+                                          run=args.run, iteration=args.iteration)
     print(f"registered {args.name} (id {new_id}) in {catalog.path}")
     return 0
 
@@ -203,14 +207,39 @@ def _register_callable(args: argparse.Namespace) -> int:
         raise ValueError(f"--kwargs must be a JSON object, got {args.kwargs!r} ({exc})") from exc
     if not isinstance(kwargs, dict):
         raise ValueError(f"--kwargs must be a JSON object such as '{{\"a\": 1}}', got {args.kwargs!r}")
-    reserved = {"name", "num_classes", "image_shape", "dataset"} & kwargs.keys()
+    reserved = {"name", "num_classes", "image_shape", "dataset", "run", "iteration"} & kwargs.keys()
     if reserved:
         raise ValueError(f"--kwargs cannot use the reserved keys {sorted(reserved)}")
     catalog = Catalog(args.zoo_dir)
     new_id = catalog.register_callable(args.ref, name=args.name, num_classes=args.num_classes,
                                        image_shape=_image_shape(args.image_shape),
-                                       dataset=args.dataset, **kwargs)
+                                       dataset=args.dataset, run=args.run, iteration=args.iteration,
+                                       **kwargs)
     print(f"registered {args.name} (id {new_id}) in {catalog.path}")
+    return 0
+
+
+def _register_samples(args: argparse.Namespace) -> int:
+    from zoo.catalog import Catalog
+
+    catalog = Catalog(args.zoo_dir)
+    new_id = catalog.register_samples(args.samples, name=args.name, run=args.run,
+                                      iteration=args.iteration, num_classes=args.num_classes,
+                                      dataset=args.dataset, replace=args.with_replacement)
+    row = catalog.get(new_id)
+    counts = row["config"]["class_counts"]
+    print(f"registered {args.name} (id {new_id}, {sum(counts)} images, per class {counts}) "
+          f"in {catalog.path}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from zoo.catalog import Catalog
+
+    catalog = Catalog(args.zoo_dir)
+    ids = catalog.import_manifest(args.manifest, copy=not args.no_copy)
+    print(f"imported {len(ids)} generators (ids {ids[0]}..{ids[-1]}) from {args.manifest} "
+          f"into {catalog.path}")
     return 0
 
 
@@ -224,6 +253,22 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- parser
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", default=None, help="family / training run it belongs to (default: --name)")
+    p.add_argument("--iteration", type=_non_negative, default=0,
+                   help="training step of this member (default 0)")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -295,6 +340,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--image-shape", required=True, help="H,W or H,W,3 (e.g. 28,28)")
     p.add_argument("--dataset", default="unknown")
     p.add_argument("--no-copy", action="store_true", help="record FILE where it is instead of copying it")
+    _add_run_arguments(p)
     p.set_defaults(func=_register_torchscript)
 
     p = actions.add_parser("register-callable", help="add a Python factory 'module:function'")
@@ -305,8 +351,36 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, required=True)
     p.add_argument("--image-shape", required=True, help="H,W or H,W,3 (e.g. 28,28)")
     p.add_argument("--dataset", default="unknown")
-    p.add_argument("--kwargs", default=None, help="JSON object of keyword arguments for the factory")
+    p.add_argument("--kwargs", default=None,
+                   help="JSON object of keyword arguments for the factory (files named there are hashed)")
+    _add_run_arguments(p)
     p.set_defaults(func=_register_callable)
+
+    p = actions.add_parser("register-samples",
+                           help="add a set of generated images (class folders of PNG/.npy, or an npz)")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("samples", metavar="SAMPLES",
+                   help="folder of class subfolders (0/, 1/, ... or class names) of images or .npy "
+                        "files, or an .npz with images and labels")
+    p.add_argument("--name", required=True)
+    p.add_argument("--num-classes", type=int, default=None, help="default: largest label + 1")
+    p.add_argument("--dataset", default="unknown")
+    p.add_argument("--with-replacement", action="store_true",
+                   help="when more images of a class are asked for than are stored, draw with "
+                        "replacement (logged) instead of failing")
+    _add_run_arguments(p)
+    p.set_defaults(func=_register_samples)
+
+    p = actions.add_parser("import", help="register many members from a CSV manifest, all or nothing",
+                           description="Columns: name, run, iteration, kind (native, torchscript, "
+                                       "callable or samples), path, latent_dim, num_classes, "
+                                       "image_shape, kwargs (JSON), dataset, replace. A relative "
+                                       "path is relative to the manifest's folder.")
+    p.add_argument("zoo_dir", metavar="DIR")
+    p.add_argument("manifest", metavar="MANIFEST.csv")
+    p.add_argument("--no-copy", action="store_true",
+                   help="record TorchScript files where they are instead of copying them")
+    p.set_defaults(func=_import)
 
     p = actions.add_parser("remove", help="remove a generator from the catalog")
     p.add_argument("zoo_dir", metavar="DIR")
