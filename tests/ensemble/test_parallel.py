@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble.embed import Embedder
+from ensemble.features.embedder import Embedder
 from ensemble.parallel import DaskBackend, LocalBackend, get_backend
-from ensemble.scores import ScoreTables
-from ensemble.tasks import DataSpec, pair_blocks, train_zoo
+from ensemble.scoring.build import pair_blocks
+from ensemble.scoring.tables import ScoreTables
+from ensemble.zoo_training import DataSpec, train_zoo
 
 distributed = pytest.importorskip("distributed")
 
@@ -107,7 +108,7 @@ def test_get_backend_names_and_errors(cluster):
     b = LocalBackend(3)
     assert get_backend(b) is b
     assert isinstance(get_backend(cluster[1]), DaskBackend)
-    with pytest.raises(ValueError, match="unknown backend 'spark'.*local, dask"):
+    with pytest.raises(ValueError, match="unknown backend 'spark'; known: dask, local"):
         get_backend("spark")
     with pytest.raises(ValueError, match="--scheduler applies to backend 'dask'"):
         get_backend("local", scheduler="tcp://127.0.0.1:8786")
@@ -117,6 +118,62 @@ def test_get_backend_names_and_errors(cluster):
         DaskBackend().map(abs, [1])  # no default client, no $DASK_SCHEDULER_ADDRESS
     with pytest.raises(ValueError, match="cannot reach the dask scheduler"):
         DaskBackend("tcp://127.0.0.1:9", timeout=1).map(abs, [1])
+
+
+def test_backends_are_a_registry():
+    from ensemble.parallel import BACKENDS, Backend, list_backends, register_backend
+
+    assert list_backends() == ["dask", "local"] and BACKENDS.get("local") is LocalBackend
+
+    @register_backend("serial-test")
+    class Serial(Backend):
+        name = "serial-test"
+
+        def map(self, fn, items, *, desc=None):
+            return [fn(item) for item in items]
+
+    try:
+        assert "serial-test" in list_backends()
+        b = get_backend("serial-test")
+        assert isinstance(b, Serial) and b.map(math.factorial, [3, 4]) == [6, 24]
+        with pytest.raises(ValueError, match="takes no scheduler/n_jobs"):
+            get_backend("serial-test", n_jobs=2)
+        with pytest.raises(ValueError, match="already registered"):
+            register_backend("serial-test", Serial)
+        with pytest.raises(ValueError, match="subclass of ensemble.parallel.Backend"):
+            register_backend("not-a-backend", object)
+    finally:
+        BACKENDS.remove("serial-test")
+    assert "serial-test" not in list_backends()
+
+
+class _Recording(LocalBackend):
+    """The in-process local backend, recording which task functions it ran."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.ran: list[str] = []
+
+    def map(self, fn, items, *, desc=None):
+        items = list(items)
+        self.ran += [fn.__name__] * len(items)
+        return super().map(fn, items, desc=desc)
+
+
+def test_the_default_path_is_the_in_process_local_backend(toy_zoo, real, reference, tmp_path):
+    """No backend and LocalBackend(1) run the same tasks; a backend given runs every one of them."""
+    rec = _Recording()
+    sys.path.insert(0, str(HERE))
+    try:
+        tables = _score(toy_zoo, real, tmp_path / "cache", backend=rec, per_class=True)
+    finally:
+        sys.path.remove(str(HERE))
+    _assert_same(reference, tables)
+    p = len(tables.names)
+    assert rec.ran.count("embed_generator_task") == p  # a cold cache: every generator sampled
+    # the overall tables and one per class: p passes against real each, pair blocks for the rest
+    assert rec.ran.count("score_generator_task") == 3 * p
+    assert set(rec.ran) == {"embed_generator_task", "score_generator_task", "score_pair_block_task"}
 
 
 def test_missing_dask_says_how_to_install(monkeypatch):
@@ -148,7 +205,7 @@ def test_score_stage_on_dask_equals_local(cluster, toy_zoo, real, reference, tmp
     _assert_same(reference, tables)
     assert len(tables.by_class) == 2
     # the workers wrote the same content-keyed entries as the in-process path
-    from ensemble.cache import FeatureCache
+    from ensemble.features.cache import FeatureCache
 
     assert len(FeatureCache(cache)) == 5  # four generators + the real set
 
@@ -164,7 +221,7 @@ def test_from_features_local_processes_equal_in_process():
 
 
 def test_embedder_rebuilt_on_a_worker_gives_the_same_features(pneumonia_small, tmp_path):
-    from ensemble.tasks import build_embedder, embedder_params
+    from ensemble.features.embedder import build_embedder, embedder_params
 
     x, y = pneumonia_small.images[:64], pneumonia_small.labels[:64]
     for weights in ("random", "in-domain"):
@@ -204,8 +261,8 @@ def test_train_zoo_on_dask_gives_the_same_zoo(cluster, data_root, tmp_path):
 
 
 def test_cli_score_and_zoo_train_take_backend_flags(cluster, toy_zoo, data_root, tmp_path, capsys):
-    from ensemble.cache import FeatureCache
     from ensemble.cli import main
+    from ensemble.features.cache import FeatureCache
 
     addr = cluster[0].scheduler_address
     common = ["score", "--zoo", str(toy_zoo.zoo_dir), "--dataset", "pneumoniamnist", "--data-root",
