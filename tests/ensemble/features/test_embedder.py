@@ -291,3 +291,17 @@ def test_state_digest_ignores_key_order_and_file_format():
     assert state_digest(a) != state_digest({"w": torch.ones(2, 3) * 2, "b": a["b"]})
     assert state_digest(a) != state_digest({"w": torch.ones(3, 2), "b": a["b"]})
     assert state_digest({"n": torch.tensor(3)}) != state_digest({"n": torch.tensor(4)})  # 0-dim
+
+
+def test_embedder_rebuilt_on_a_worker_gives_the_same_features(pneumonia_small, tmp_path):
+    from ensemble.features.embedder import build_embedder, embedder_params
+
+    x, y = pneumonia_small.images[:64], pneumonia_small.labels[:64]
+    for weights in ("random", "in-domain"):
+        emb = Embedder("test_resnet", weights=weights, image_size=32, device="cpu", epochs=1,
+                       cache_dir=tmp_path).fit(x, y)
+        params, weights_file = embedder_params(emb)
+        assert (weights_file is not None) == (weights == "in-domain")
+        assert np.array_equal(emb.embed(x[:16]), build_embedder(params, weights_file).embed(x[:16]))
+    with pytest.raises(FileNotFoundError, match="must be shared by every worker"):
+        build_embedder(params, str(tmp_path / "absent.safetensors"))
