@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ensemble.data import load_medmnist
-from ensemble.embed import Embedder
+from ensemble.features.embedder import Embedder
 
 DEFAULT_BACKBONES = "resnet18,resnet50,efficientnet_b0,vit_tiny_patch16_224"
 

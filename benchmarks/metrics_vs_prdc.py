@@ -1,4 +1,4 @@
-"""Benchmark: ``ensemble.metrics.density_coverage`` against ``prdc.compute_prdc`` (v0.2).
+"""Benchmark: ``ensemble.scoring.knn.density_coverage`` against ``prdc.compute_prdc`` (v0.2).
 
 Both get the same features: N real and M = N fake points in D = 512, non-negative and correlated
 like pooled ReLU activations (``|z @ A|``, A with a power-law spectrum; the "fake" set is shifted
@@ -36,7 +36,7 @@ K = 5
 
 
 def run_ours(real: np.ndarray, fake: np.ndarray, k: int = K) -> dict:
-    from ensemble.metrics import density_coverage
+    from ensemble.scoring.knn import density_coverage
 
     out = density_coverage(real=real, fake=fake, k=k)
     return {key: out[key] for key in ("precision", "recall", "density", "coverage")}

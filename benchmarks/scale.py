@@ -52,7 +52,7 @@ def make_features(p: int, n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def timed(real, fakes, backend, repeat: int, device: str = "auto"):
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring.tables import ScoreTables
 
     best, tables = float("inf"), None
     for _ in range(repeat):

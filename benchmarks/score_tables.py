@@ -8,7 +8,7 @@ Contenders
 - **ours**: ``ScoreTables.from_features(real, fakes, k=5)``: radii of the real set and of every
   generator, every generator against real, every unordered pair once (both directions of d from
   one pass). On a CPU each block's comparisons run in the one-pass C kernel
-  (``ensemble.blockkernel``, built once per machine into the cache folder; a first build, about
+  (``ensemble.scoring.blockkernel``, built once per machine into the cache folder; a first build, about
   1 s, would fall inside ours' time).
 - **reference way**: ``prdc.compute_prdc`` per generator against real (P calls) and per ordered
   pair (P(P-1) calls): 40 + 1,560 calls at P = 40, each building three n x n distance matrices.
@@ -17,7 +17,7 @@ Contenders
   multiplied by the number of calls (all calls have the same shape, so they cost the same).
   The sampled calls also check our tables: the d values must agree.
 - **floor**: the distance-matrix products the tables cannot avoid, nothing else: one
-  ``torch.addmm`` per row block (the same block size as ensemble.metrics) producing squared
+  ``torch.addmm`` per row block (the same block size as ensemble.scoring.knn) producing squared
   distances into a preallocated buffer, for the real set with itself, every generator with
   itself, every generator against real and every unordered pair: 1 + 2P + P(P-1)/2 products.
 
@@ -58,7 +58,7 @@ K = 5
 
 # ---------------------------------------------------------------------------- contenders
 def run_ours(real: np.ndarray, fakes: dict[str, np.ndarray]) -> dict:
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring.tables import ScoreTables
 
     t = ScoreTables.from_features(real, fakes, k=K, progress=False)
     return {"names": t.names, "directed": np.nan_to_num(t.pairwise_directed, nan=-1.0).tolist(),
@@ -69,7 +69,7 @@ def run_reference(real: np.ndarray, fakes: dict[str, np.ndarray], calls: list) -
     """prdc.compute_prdc for each call: ["real", g] (g vs real) or [g, h] (h against g as real)."""
     import prdc
 
-    from ensemble.metrics import d_score
+    from ensemble.scoring.knn import d_score
 
     seconds, values = [], []
     for ref, other in calls:
@@ -86,7 +86,7 @@ def run_floor(real: np.ndarray, fakes: dict[str, np.ndarray]) -> dict:
     """Time only the unavoidable blocked products (centred float32 copies made first, untimed)."""
     import torch
 
-    from ensemble.metrics import _rows_per_block
+    from ensemble.scoring.knn import rows_per_block
     from zoo.device import resolve_device
 
     dev = resolve_device("auto")
@@ -99,13 +99,13 @@ def run_floor(real: np.ndarray, fakes: dict[str, np.ndarray]) -> dict:
     jobs = [(0, 0)] + [(g, g) for g in range(1, p + 1)] + [(g, 0) for g in range(1, p + 1)]
     jobs += [(g, h) for g in range(1, p + 1) for h in range(g + 1, p + 1)]
     widest = max(len(c) for c, _ in sets)
-    buf = torch.empty(_rows_per_block(widest, None) * widest, dtype=torch.float32, device=dev)
+    buf = torch.empty(rows_per_block(widest, None) * widest, dtype=torch.float32, device=dev)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for a_i, b_i in jobs:
         (a, _), (b, b_sq) = sets[a_i], sets[b_i]
-        step = _rows_per_block(len(b), None)
+        step = rows_per_block(len(b), None)
         for lo in range(0, len(a), step):
             hi = min(len(a), lo + step)
             out = buf[: (hi - lo) * len(b)].view(hi - lo, len(b))

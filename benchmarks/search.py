@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ensemble.metrics import density_coverage
-from ensemble.scores import ScoreTables
+from ensemble.scoring.knn import density_coverage
+from ensemble.scoring.tables import ScoreTables
 from ensemble.search import EnsembleSearch, hv_reference, hypervolume, nondominated
 from zoo.seeding import derive_seed
 

@@ -15,6 +15,11 @@ content-keyed feature cache or the zoo folder, so the results do not depend on w
 and a run stopped half-way resumes from what was written. Large inputs shared by many tasks are
 placed once with :meth:`Backend.scatter` and passed inside the items.
 
+Backends are a registry (:func:`register_backend`, :func:`get_backend`, :func:`list_backends`):
+each entry is a :class:`Backend` subclass, built from a name by its :meth:`Backend.from_options`.
+Every heavy stage has one code path, through a backend: without one it is
+``LocalBackend(n_jobs=1)``, which runs the tasks one after the other in this process.
+
 Dask is optional: ``pip install 'gan-ensemble[dask]'``.
 """
 
@@ -31,12 +36,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["Backend", "LocalBackend", "DaskBackend", "get_backend", "using_backend", "BACKENDS",
-           "add_backend_arguments", "backend_from_args"]
+from zoo.registry import Registry
+
+__all__ = ["Backend", "LocalBackend", "DaskBackend", "BACKENDS", "register_backend", "get_backend",
+           "list_backends", "using_backend", "add_backend_arguments", "backend_from_args"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("local", "dask")
 DASK_INSTALL_HINT = "pip install 'gan-ensemble[dask]'"
 
 
@@ -74,6 +80,16 @@ class Backend:
     def close(self) -> None:
         """Release what this backend opened (nothing for a backend that opened nothing)."""
 
+    @classmethod
+    def from_options(cls, *, scheduler: Any = None, n_jobs: int | None = None) -> Backend:
+        """This backend as :func:`get_backend` builds it from a name and the CLI options.
+
+        The base class takes no options: it is built with its defaults.
+        """
+        if scheduler is not None or n_jobs is not None:
+            raise ValueError(f"backend {cls.name!r} takes no scheduler/n_jobs options")
+        return cls()
+
     def __enter__(self) -> Backend:
         return self
 
@@ -93,6 +109,13 @@ class LocalBackend(Backend):
 
     def __repr__(self) -> str:
         return f"LocalBackend(n_jobs={self.n_jobs})"
+
+    @classmethod
+    def from_options(cls, *, scheduler: Any = None, n_jobs: int | None = None) -> LocalBackend:
+        if scheduler is not None:
+            raise ValueError("--scheduler applies to backend 'dask'; pass --backend dask "
+                             "(or drop --scheduler for the local backend)")
+        return cls(1 if n_jobs is None else n_jobs)
 
     @property
     def n_workers(self) -> int:
@@ -158,6 +181,13 @@ class DaskBackend(Backend):
     def __repr__(self) -> str:
         where = self.scheduler if isinstance(self.scheduler, (str, type(None))) else "Client"
         return f"DaskBackend(scheduler={where!r}, retries={self.retries})"
+
+    @classmethod
+    def from_options(cls, *, scheduler: Any = None, n_jobs: int | None = None) -> DaskBackend:
+        if n_jobs is not None and n_jobs != 1:
+            log.info("n_jobs=%s is ignored by the dask backend (the cluster's workers decide)", n_jobs)
+        _import_distributed()
+        return cls(scheduler)
 
     @property
     def client(self):
@@ -245,11 +275,37 @@ def _hold(obj: Any) -> Any:
     return obj
 
 
+def _check_backend(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ValueError(f"backend {name!r} must be a subclass of ensemble.parallel.Backend, got {cls!r}")
+
+
+#: Every backend by name: ``{"local": LocalBackend, "dask": DaskBackend, ...}``.
+BACKENDS: Registry[type[Backend]] = Registry("backend", check=_check_backend)
+BACKENDS.register("local", LocalBackend)
+BACKENDS.register("dask", DaskBackend)
+
+
+def register_backend(name: str, cls: type[Backend] | None = None, *, overwrite: bool = False):
+    """Add a :class:`Backend` subclass as ``name`` (also usable as a class decorator).
+
+    :func:`get_backend` builds it with ``cls.from_options(scheduler=..., n_jobs=...)``.
+    """
+    return BACKENDS.register(name, cls, overwrite=overwrite)
+
+
+def list_backends() -> list[str]:
+    """Sorted names of every registered backend."""
+    return BACKENDS.list()
+
+
 def get_backend(backend: str | Backend | Any = "local", *, scheduler: Any = None,
                 n_jobs: int | None = None) -> Backend:
-    """A :class:`Backend` from a name (``"local"``, ``"dask"``), a Backend, or a dask Client.
+    """A :class:`Backend` from a registered name (``"local"``, ``"dask"``), a Backend, or a
+    dask Client; None is the default, ``LocalBackend(n_jobs=1)`` (in this process).
 
     ``scheduler`` (dask only): address or Client; ``n_jobs`` (local only): worker processes.
+    Unknown names raise ``ValueError`` listing the registered ones.
     """
     if backend is None:
         backend = "local"
@@ -262,20 +318,10 @@ def get_backend(backend: str | Backend | Any = "local", *, scheduler: Any = None
         distributed = sys.modules.get("distributed")
         if distributed is not None and isinstance(backend, distributed.Client):
             return DaskBackend(backend)
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, a Backend or a "
+        raise ValueError(f"backend must be one of {', '.join(list_backends())}, a Backend or a "
                          f"distributed.Client, got {backend!r}")
-    name = backend.strip().lower()
-    if name == "local":
-        if scheduler is not None:
-            raise ValueError("--scheduler applies to backend 'dask'; pass --backend dask "
-                             "(or drop --scheduler for the local backend)")
-        return LocalBackend(1 if n_jobs is None else n_jobs)
-    if name == "dask":
-        if n_jobs is not None and n_jobs != 1:
-            log.info("n_jobs=%s is ignored by the dask backend (the cluster's workers decide)", n_jobs)
-        _import_distributed()
-        return DaskBackend(scheduler)
-    raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    cls = BACKENDS.get(backend.strip().lower())
+    return cls.from_options(scheduler=scheduler, n_jobs=n_jobs)
 
 
 @contextlib.contextmanager
@@ -293,7 +339,7 @@ def using_backend(backend: str | Backend | Any = "local", *, scheduler: Any = No
 
 def add_backend_arguments(parser) -> None:
     """Add ``--backend``, ``--scheduler`` and ``--n-jobs`` to an argparse (sub-)parser."""
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
+    parser.add_argument("--backend", choices=list_backends(), default="local",
                         help="where the heavy tasks run: local (this machine, default) or dask "
                              "(a dask.distributed cluster, see --scheduler)")
     parser.add_argument("--scheduler", default=None, metavar="ADDR",
@@ -304,8 +350,8 @@ def add_backend_arguments(parser) -> None:
 
 
 def backend_from_args(args) -> Backend | None:
-    """The backend the CLI flags of :func:`add_backend_arguments` ask for; None for the default
-    (in-process, the code path without a backend)."""
+    """The backend the CLI flags of :func:`add_backend_arguments` ask for; None for the default,
+    which every stage runs as ``LocalBackend(n_jobs=1)`` (in this process)."""
     backend = getattr(args, "backend", "local") or "local"
     scheduler, n_jobs = getattr(args, "scheduler", None), getattr(args, "n_jobs", None)
     if backend == "local" and scheduler is None and n_jobs in (None, 1):

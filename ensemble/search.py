@@ -1,7 +1,7 @@
 """Search over ensembles: the Pareto front of (Intra-d ↑, Inter-d ↓) and rules that pick G*.
 
 Decision variables are one bit per generator (METHOD.md §4). Objectives come from
-:class:`ensemble.scores.ScoreTables`, which evaluates a whole population of masks in one matrix
+:class:`ensemble.scoring.ScoreTables`, which evaluates a whole population of masks in one matrix
 product, so every algorithm here evaluates in batches.
 
 Algorithms (``list_algorithms()``), all under one API (``EnsembleSearch(...).fit(tables)``):
@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ensemble.metrics import d_score
+from ensemble.scoring.knn import d_score
 from ensemble.selected import Ensemble
 from zoo.io import atomic_write
 from zoo.seeding import derive_seed

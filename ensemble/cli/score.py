@@ -11,6 +11,10 @@ Every generator of the zoo is sampled (as many images as the real training split
 (``--cache-dir``, else ``$GAN_ENSEMBLE_CACHE``, else the user cache dir), so a second run, or one
 after an interruption, only computes what is missing.
 
+Seeds come from :mod:`ensemble.seeds` under the root ``--seed`` (the real subset, the embedder,
+the generated samples), exactly as ``gan-ensemble quickstart`` derives them, so the same settings
+give the same tables as the pipeline.
+
 ``--backend dask --scheduler tcp://HOST:8786`` runs the sampling/embedding of each generator and
 the blocks of generator pairs on a Dask cluster (``--n-jobs N``: N local processes instead); the
 zoo and cache folders must then be shared by the workers (docs/cluster.md).
@@ -43,11 +47,11 @@ def _positive(value: int | None, flag: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from ensemble.data import load_dataset
-    from ensemble.embed import Embedder
+    from ensemble.features import Embedder
     from ensemble.parallel import backend_from_args
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring import score_catalog
+    from ensemble.seeds import embedder_seed, real_subset_seed, score_seed
     from zoo.catalog import Catalog
-    from zoo.seeding import derive_seed
 
     for value, flag in ((args.n_samples, "--n-samples"), (args.k, "--k"), (args.subset, "--subset"),
                         (args.image_size, "--image-size"), (args.batch_size, "--batch-size"),
@@ -60,11 +64,11 @@ def _run(args: argparse.Namespace) -> int:
     catalog = Catalog(args.zoo, create=False)
     ds = load_dataset(args.dataset, split="train", root=args.data_root)
     train_images, train_labels = ds.images, ds.labels
-    if args.subset is not None and args.subset < len(ds):
-        ds = ds.subset(args.subset, seed=derive_seed(args.seed, "score", "real-subset"))
+    if args.subset is not None:  # as the pipeline does with n_real (a larger N shuffles)
+        ds = ds.subset(args.subset, seed=real_subset_seed(args.seed))
     embedder = Embedder(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                         channels=args.channels, device=args.device, batch_size=args.batch_size,
-                        seed=args.seed, epochs=args.epochs, cache_dir=args.cache_dir)
+                        seed=embedder_seed(args.seed), epochs=args.epochs, cache_dir=args.cache_dir)
     t0 = time.perf_counter()
     if embedder.weights_kind == "in-domain":
         print(f"training {args.backbone} on {len(train_images)} labelled {ds.name} images "
@@ -79,8 +83,8 @@ def _run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         if backend is not None:
             stack.enter_context(backend)
-        tables = ScoreTables.compute(
-            catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=args.seed,
+        tables = score_catalog(
+            catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=score_seed(args.seed),
             cache_dir=args.cache_dir, per_class=args.per_class, real_labels=ds.labels, names=names,
             class_names=ds.class_names, backend=backend,
         )
@@ -127,7 +131,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="score against a seeded stratified subset of N real images (default: all)")
     p.add_argument("--names", default=None, help="comma-separated generator names (default: all)")
     p.add_argument("--k", type=int, default=5, help="k of the k-NN radii (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="root seed: the real subset, embedder and sample seeds derive from it "
+                        "(ensemble.seeds, as in quickstart; default 0)")
     p.add_argument("--per-class", action="store_true", help="also build per-class score tables")
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default $GAN_ENSEMBLE_CACHE, else the user cache dir)")

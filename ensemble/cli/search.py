@@ -31,7 +31,7 @@ def _weights(text: str) -> tuple[float, float]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring.tables import ScoreTables
     from ensemble.search import EnsembleSearch, check_rule_params, list_rules, save_search_outputs
 
     if args.rule not in list_rules():

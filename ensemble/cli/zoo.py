@@ -80,7 +80,7 @@ def _snapshots(text: str | None, iterations: int) -> list[int]:
 
 def _train(args: argparse.Namespace) -> int:
     from ensemble.parallel import backend_from_args
-    from ensemble.tasks import DataSpec, train_zoo
+    from ensemble.zoo_training import DataSpec, train_zoo
     from zoo.catalog import Catalog
     from zoo.registry import get_architecture, list_architectures
 

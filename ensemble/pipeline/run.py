@@ -89,10 +89,10 @@ def run_pipeline(config: PipelineConfig, out_dir: str | os.PathLike, *, progress
 
 def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, backend) -> RunResult:
     from ensemble.data import load_dataset
-    from ensemble.embed import Embedder
+    from ensemble.features.embedder import Embedder
     from ensemble.grids import save_grid
     from ensemble.plots import plot_front, plot_history
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring.tables import ScoreTables
     from ensemble.search import EnsembleSearch
     from ensemble.synthesis.sample import balanced_n_per_class, sample_ensemble
     from zoo import Catalog, train
@@ -126,7 +126,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
                       iterations=cfg.iterations, snapshots=list(cfg.snapshots),
                       batch_size=cfg.batch_size, device=cfg.device, dataset=cfg.dataset, **r)
         else:
-            from ensemble.tasks import DataSpec, train_zoo
+            from ensemble.zoo_training import DataSpec, train_zoo
 
             train_zoo(runs, out_dir=zoo_dir,
                       data=DataSpec.resolve(cfg.dataset, split="train", root=cfg.data_root),
@@ -240,7 +240,7 @@ def _downstream(cfg, catalog, selected, train_ds, val_ds, test_ds, out: Path, fi
 
 
 def _load_if_current(path: Path, key: str):
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring.tables import ScoreTables
 
     if not path.exists():
         return None

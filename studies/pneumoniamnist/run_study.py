@@ -501,9 +501,9 @@ class Study:
 
     # ------------------------------------------------------------------ 2-3. scores
     def scores(self) -> None:
-        from ensemble.embed import Embedder
         from ensemble.features import compute_features
-        from ensemble.scores import ScoreTables
+        from ensemble.features.embedder import Embedder
+        from ensemble.scoring.tables import ScoreTables
         from zoo.seeding import derive_seed
 
         c = self.cfg

@@ -1,104 +1,19 @@
-"""The execution layer: local and Dask backends give the same score tables and the same zoo.
+"""The execution layer: the backend registry, local and Dask backends, task order and errors.
 
-The cluster is a real ``dask.distributed.LocalCluster`` on 127.0.0.1 (two single-threaded worker
-processes, no dashboard), shared by the module and closed at its end. The zoo holds real callable
-generators (``_synth_toys``) that the worker processes import, and a tiny timm embedder.
+The cluster (``cluster``, tests/ensemble/conftest.py) is a real ``dask.distributed.LocalCluster``
+on 127.0.0.1 with two single-threaded worker processes.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from ensemble.embed import Embedder
 from ensemble.parallel import DaskBackend, LocalBackend, get_backend
-from ensemble.scores import ScoreTables
-from ensemble.tasks import DataSpec, pair_blocks, train_zoo
 
-distributed = pytest.importorskip("distributed")
-
-HERE = Path(__file__).resolve().parent
-TOY = "_synth_toys:make_toy"
-FIELDS = ("counts", "n_fake", "hits", "density", "coverage", "d", "pairwise", "pairwise_directed")
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """Two worker processes on 127.0.0.1; they import ``_synth_toys`` (sys.path is inherited)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(HERE))
-        mp.setenv("TQDM_DISABLE", "1")
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None) as lc, \
-                distributed.Client(lc, set_as_default=False) as client:
-            yield lc, client
-
-
-@pytest.fixture(scope="module")
-def toy_zoo(tmp_path_factory):
-    from zoo.catalog import Catalog
-
-    sys.path.insert(0, str(HERE))
-    try:
-        cat = Catalog(tmp_path_factory.mktemp("zoo"))
-        for style in range(4):
-            cat.register_callable(TOY, name=f"toy{style}@0", num_classes=2, image_shape=(28, 28),
-                                  dataset="pneumoniamnist", style=style)
-    finally:
-        sys.path.remove(str(HERE))
-    return cat
-
-
-@pytest.fixture(scope="module")
-def real(pneumonia_small):
-    return pneumonia_small.images[:64], pneumonia_small.labels[:64]
-
-
-def _embedder() -> Embedder:
-    return Embedder("test_resnet", weights="random", image_size=32, device="cpu")
-
-
-def _score(zoo, real, cache, backend=None, per_class=False) -> ScoreTables:
-    x, y = real
-    return ScoreTables.compute(zoo, x, _embedder(), n_samples=40, k=3, seed=0, cache_dir=cache,
-                               per_class=per_class, real_labels=y, backend=backend, progress=False)
-
-
-@pytest.fixture(scope="module")
-def reference(toy_zoo, real, tmp_path_factory):
-    """The tables of the default, in-process code path (no backend)."""
-    sys.path.insert(0, str(HERE))
-    try:
-        return _score(toy_zoo, real, tmp_path_factory.mktemp("ref-cache"), per_class=True)
-    finally:
-        sys.path.remove(str(HERE))
-
-
-def _assert_same(a: ScoreTables, b: ScoreTables) -> None:
-    assert a.names == b.names
-    for f in FIELDS:
-        assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
-    assert list(a.by_class) == list(b.by_class)
-    for c in a.by_class:
-        _assert_same(a.by_class[c], b.by_class[c])
-
-
-# ---------------------------------------------------------------------------- the backends
-
-
-def test_pair_blocks_cover_every_pair_once():
-    for p in (1, 2, 3, 7, 16, 33):
-        for w in (1, 2, 16):
-            pairs = [pr for block in pair_blocks(p, w) for pr in block]
-            assert sorted(pairs) == [(g, h) for g in range(p) for h in range(g + 1, p)]
-    blocks = pair_blocks(32, 2)
-    assert len(blocks) == 21  # 6 groups of 5-6: 6 + 15 tiles, the largest first
-    assert [len(b) for b in blocks] == sorted((len(b) for b in blocks), reverse=True)
+pytest.importorskip("distributed")
 
 
 def test_get_backend_names_and_errors(cluster):
@@ -107,7 +22,7 @@ def test_get_backend_names_and_errors(cluster):
     b = LocalBackend(3)
     assert get_backend(b) is b
     assert isinstance(get_backend(cluster[1]), DaskBackend)
-    with pytest.raises(ValueError, match="unknown backend 'spark'.*local, dask"):
+    with pytest.raises(ValueError, match="unknown backend 'spark'; known: dask, local"):
         get_backend("spark")
     with pytest.raises(ValueError, match="--scheduler applies to backend 'dask'"):
         get_backend("local", scheduler="tcp://127.0.0.1:8786")
@@ -117,6 +32,33 @@ def test_get_backend_names_and_errors(cluster):
         DaskBackend().map(abs, [1])  # no default client, no $DASK_SCHEDULER_ADDRESS
     with pytest.raises(ValueError, match="cannot reach the dask scheduler"):
         DaskBackend("tcp://127.0.0.1:9", timeout=1).map(abs, [1])
+
+
+def test_backends_are_a_registry():
+    from ensemble.parallel import BACKENDS, Backend, list_backends, register_backend
+
+    assert list_backends() == ["dask", "local"] and BACKENDS.get("local") is LocalBackend
+
+    @register_backend("serial-test")
+    class Serial(Backend):
+        name = "serial-test"
+
+        def map(self, fn, items, *, desc=None):
+            return [fn(item) for item in items]
+
+    try:
+        assert "serial-test" in list_backends()
+        b = get_backend("serial-test")
+        assert isinstance(b, Serial) and b.map(math.factorial, [3, 4]) == [6, 24]
+        with pytest.raises(ValueError, match="takes no scheduler/n_jobs"):
+            get_backend("serial-test", n_jobs=2)
+        with pytest.raises(ValueError, match="already registered"):
+            register_backend("serial-test", Serial)
+        with pytest.raises(ValueError, match="subclass of ensemble.parallel.Backend"):
+            register_backend("not-a-backend", object)
+    finally:
+        BACKENDS.remove("serial-test")
+    assert "serial-test" not in list_backends()
 
 
 def test_missing_dask_says_how_to_install(monkeypatch):
@@ -136,132 +78,3 @@ def test_map_keeps_order_and_raises_task_errors(cluster):
             b.map(math.sqrt, [4.0, -1.0])
         client = b.client
     assert client.status == "closed" and cluster[1].status == "running"
-
-
-# ---------------------------------------------------------------------------- the score stage
-
-
-def test_score_stage_on_dask_equals_local(cluster, toy_zoo, real, reference, tmp_path):
-    cache = tmp_path / "cache"  # a cold cache: the workers sample, embed and write it
-    tables = _score(toy_zoo, real, cache, backend=DaskBackend(cluster[0].scheduler_address),
-                    per_class=True)
-    _assert_same(reference, tables)
-    assert len(tables.by_class) == 2
-    # the workers wrote the same content-keyed entries as the in-process path
-    from ensemble.cache import FeatureCache
-
-    assert len(FeatureCache(cache)) == 5  # four generators + the real set
-
-
-def test_from_features_local_processes_equal_in_process():
-    rng = np.random.default_rng(0)
-    real = rng.normal(size=(120, 16)).astype(np.float32)
-    fakes = {f"g{i}": (rng.normal(size=(60, 16)) * (1 + 0.2 * i)).astype(np.float32) for i in range(5)}
-    a = ScoreTables.from_features(real, fakes, k=4, progress=False)
-    _assert_same(a, ScoreTables.from_features(real, fakes, k=4, progress=False, backend="local"))
-    _assert_same(a, ScoreTables.from_features(real, fakes, k=4, progress=False,
-                                              backend=LocalBackend(2)))
-
-
-def test_embedder_rebuilt_on_a_worker_gives_the_same_features(pneumonia_small, tmp_path):
-    from ensemble.tasks import build_embedder, embedder_params
-
-    x, y = pneumonia_small.images[:64], pneumonia_small.labels[:64]
-    for weights in ("random", "in-domain"):
-        emb = Embedder("test_resnet", weights=weights, image_size=32, device="cpu", epochs=1,
-                       cache_dir=tmp_path).fit(x, y)
-        params, weights_file = embedder_params(emb)
-        assert (weights_file is not None) == (weights == "in-domain")
-        assert np.array_equal(emb.embed(x[:16]), build_embedder(params, weights_file).embed(x[:16]))
-    with pytest.raises(FileNotFoundError, match="must be shared by every worker"):
-        build_embedder(params, str(tmp_path / "absent.safetensors"))
-
-
-# ---------------------------------------------------------------------------- zoo training
-
-
-def test_train_zoo_on_dask_gives_the_same_zoo(cluster, data_root, tmp_path):
-    from zoo.catalog import Catalog
-
-    data = DataSpec.resolve("pneumoniamnist", root=data_root, subset=64, subset_seed=0)
-    runs = [{"arch": "dcgan", "g_width": 8, "d_width": 8},
-            {"arch": "lsgan", "name": "ls", "g_width": 8, "d_width": 8, "seed": 3}]
-    # CPU training is bit-identical for one torch thread count: pin it, as single-thread workers do
-    kw = dict(data=data, iterations=3, snapshots=[2, 3], batch_size=16, device="cpu", torch_threads=1,
-              progress=False)
-    local = train_zoo(runs, out_dir=tmp_path / "local", **kw)
-    remote = train_zoo(runs, out_dir=tmp_path / "dask", backend=DaskBackend(cluster[1]), **kw)
-    assert [r["names"] for r in local] == [r["names"] for r in remote]
-    assert remote[1]["names"] == ["ls@2", "ls@3"] and remote[0]["run"].startswith("dcgan")
-    a, b = Catalog(tmp_path / "local").list(), Catalog(tmp_path / "dask").list()
-    assert list(a["name"]) == list(b["name"])  # same catalog order, whatever finished first
-    assert list(a["sha256"]) == list(b["sha256"])  # bit-identical generators
-    assert list(b["path"]) == [f"runs/{r['run']}/G_{s}.pt" for r in remote for s in (2, 3)]
-    assert not (tmp_path / "dask" / ".staging").exists()
-    again = train_zoo(runs, out_dir=tmp_path / "dask", backend=DaskBackend(cluster[1]), **kw)
-    assert [r["trained"] for r in again] == [False, False]
-    assert [r["ids"] for r in again] == [r["ids"] for r in remote]
-
-
-def test_cli_score_and_zoo_train_take_backend_flags(cluster, toy_zoo, data_root, tmp_path, capsys):
-    from ensemble.cache import FeatureCache
-    from ensemble.cli import main
-
-    addr = cluster[0].scheduler_address
-    common = ["score", "--zoo", str(toy_zoo.zoo_dir), "--dataset", "pneumoniamnist", "--data-root",
-              str(data_root), "--backbone", "test_resnet", "--subset", "48", "--n-samples", "24",
-              "--k", "3", "--device", "cpu", "--top", "0", "--cache-dir", str(tmp_path / "c")]
-    sys.path.insert(0, str(HERE))
-    try:
-        assert main([*common, "--out", str(tmp_path / "b.npz"), "--backend", "dask",
-                     "--scheduler", addr]) == 0
-        assert f"DaskBackend(scheduler='{addr}'" in capsys.readouterr().out
-        assert len(FeatureCache(tmp_path / "c")) == 5  # written by the workers
-        # the default backend on the same (now warm) cache: the same tables
-        assert main([*common, "--out", str(tmp_path / "a.npz")]) == 0
-    finally:
-        sys.path.remove(str(HERE))
-    _assert_same(ScoreTables.load(tmp_path / "a.npz"), ScoreTables.load(tmp_path / "b.npz"))
-    assert main(["zoo", "train", "--dataset", "x", "--families", "dcgan", "--out", str(tmp_path / "z"),
-                 "--backend", "local", "--scheduler", addr]) == 2  # --scheduler needs --backend dask
-
-
-# ---------------------------------------------------------------------------- worker failure
-# (last: the killed workers restart cold, which would slow the tests after it)
-
-
-class _KillOnce(distributed.WorkerPlugin):
-    """Kill the worker process the first time it starts a task whose key has a given prefix."""
-
-    def __init__(self, marker_dir: str, prefixes: tuple[str, ...]) -> None:
-        self.marker_dir, self.prefixes = marker_dir, prefixes
-
-    def transition(self, key, start, finish, **kwargs):
-        if finish != "executing":
-            return
-        for prefix in self.prefixes:
-            if str(key).startswith(prefix):
-                try:  # exactly once over all workers, restarted ones included
-                    fd = os.open(os.path.join(self.marker_dir, prefix), os.O_CREAT | os.O_EXCL)
-                except FileExistsError:
-                    return
-                os.close(fd)
-                os._exit(1)
-
-
-def test_worker_killed_mid_run_gives_the_same_tables(cluster, toy_zoo, real, reference, tmp_path):
-    import cloudpickle
-
-    lc, client = cluster
-    # the workers cannot import this test module: ship the plugin class by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    prefixes = ("embed_generator_task", "score_pair_block_task")
-    client.register_plugin(_KillOnce(str(tmp_path), prefixes), name="kill-once")
-    try:
-        tables = _score(toy_zoo, real, tmp_path / "cache", backend=DaskBackend(client, retries=0),
-                        per_class=True)
-    finally:  # (the restarted workers are not awaited: the module's cluster closes next)
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-        client.unregister_worker_plugin("kill-once")
-    assert all((tmp_path / p).exists() for p in prefixes), "no worker was killed"
-    _assert_same(reference, tables)

@@ -7,7 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from ensemble.plots import plot_front, plot_history
-from ensemble.scores import ScoreTables
+from ensemble.scoring.tables import ScoreTables
 from ensemble.search import EnsembleSearch
 
 PNG = b"\x89PNG\r\n\x1a\n"

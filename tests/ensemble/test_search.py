@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.metrics import d_score, density_coverage
-from ensemble.scores import ScoreTables
+from ensemble.scoring.knn import d_score, density_coverage
+from ensemble.scoring.tables import ScoreTables
 from ensemble.search import (
     EnsembleSearch,
     get_rule,

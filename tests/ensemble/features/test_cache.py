@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import ensemble
-from ensemble.cache import CACHE_ENV, FeatureCache, canonical_json, default_cache_root, hash_arrays
+from ensemble.features.cache import (
+    CACHE_ENV,
+    FeatureCache,
+    canonical_json,
+    default_cache_root,
+    hash_arrays,
+)
 
 
 def test_key_is_canonical_and_content_sensitive():

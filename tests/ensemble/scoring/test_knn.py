@@ -1,4 +1,4 @@
-"""ensemble.metrics against the reference implementation (prdc 0.2) and plain numpy/scipy.
+"""ensemble.scoring.knn against the reference implementation (prdc 0.2) and plain numpy/scipy.
 
 prdc decides every ``dist < radius`` on float32 distances; our blocked float32 pass plus exact
 recomputation must reach the very same decisions, so counts are compared as integers.
@@ -16,7 +16,7 @@ import torch
 from prdc.prdc import compute_nearest_neighbour_distances, compute_pairwise_distance
 from scipy import linalg
 
-from ensemble.metrics import (
+from ensemble.scoring.knn import (
     check_features,
     compare_sets,
     d_score,
@@ -223,7 +223,7 @@ def test_distance_products_run_in_ieee_float32_whatever_the_global_switch(monkey
     This is checked at the product itself, so it fails on CPUs without bf16 units too (where the
     switch happens not to change the numbers), and the caller's settings come back unchanged.
     """
-    from ensemble import metrics as metrics_mod
+    from ensemble.scoring import knn as metrics_mod
 
     seen = []
     real_addmm = torch.addmm
@@ -353,7 +353,7 @@ def test_fake_counts_and_hits_and_compare_sets_match_distance_matrix():
 
 def _kernel_or_skip():
     """The C block kernel; skip where no C compiler exists (torch ops then do the work)."""
-    from ensemble import blockkernel
+    from ensemble.scoring import blockkernel
 
     if blockkernel._compiler() is None:
         pytest.skip("no C compiler here: the block kernel cannot be built")
@@ -379,7 +379,7 @@ def test_compare_sets_block_kernel_equals_torch_ops_and_distance_matrix(need, ba
     """The one-pass C kernel reaches the very decisions of the torch ops and of prdc."""
     import functools
 
-    from ensemble import blockkernel
+    from ensemble.scoring import blockkernel
 
     _kernel_or_skip()
     if band_cap is not None:
@@ -405,7 +405,7 @@ def test_compare_sets_block_kernel_equals_torch_ops_and_distance_matrix(need, ba
 
 
 def test_block_kernel_counts_equal_torch_reductions():
-    from ensemble import blockkernel
+    from ensemble.scoring import blockkernel
 
     fn = _kernel_or_skip()
     gen = torch.Generator().manual_seed(0)
@@ -436,14 +436,14 @@ def test_block_kernel_counts_equal_torch_reductions():
 
 
 def test_without_a_compiler_torch_ops_give_the_same(monkeypatch, caplog):
-    from ensemble import blockkernel
+    from ensemble.scoring import blockkernel
 
     monkeypatch.setattr(blockkernel, "_tried", False)
     monkeypatch.setattr(blockkernel, "_lib", None)
     monkeypatch.setattr(blockkernel, "_compiler", lambda: None)
     a, b, ra, rb = _tie_case()
     want = compare_sets(a, b, radii_a=ra, radii_b=rb, kernel=False)
-    with caplog.at_level("WARNING", logger="ensemble.blockkernel"):
+    with caplog.at_level("WARNING", logger="ensemble.scoring.blockkernel"):
         got = compare_sets(a, b, radii_a=ra, radii_b=rb, kernel=True)
     assert "no C compiler found" in caplog.text
     assert (got.count_a, got.count_b, got.n_exact) == (want.count_a, want.count_b, want.n_exact)
@@ -452,7 +452,7 @@ def test_without_a_compiler_torch_ops_give_the_same(monkeypatch, caplog):
 
 
 def test_block_kernel_build_failure_and_opt_out(monkeypatch, caplog, tmp_path):
-    from ensemble import blockkernel
+    from ensemble.scoring import blockkernel
 
     for env, expect in (({"GAN_ENSEMBLE_KERNEL": "0"}, None), ({"CC": str(tmp_path / "broken-cc")}, "failed")):
         monkeypatch.setattr(blockkernel, "_tried", False)
@@ -465,7 +465,7 @@ def test_block_kernel_build_failure_and_opt_out(monkeypatch, caplog, tmp_path):
             cc.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
             cc.chmod(0o755)
             monkeypatch.delenv("GAN_ENSEMBLE_KERNEL", raising=False)
-        with caplog.at_level("WARNING", logger="ensemble.blockkernel"):
+        with caplog.at_level("WARNING", logger="ensemble.scoring.blockkernel"):
             assert blockkernel.load() is None
         if expect:
             assert "could not build" in caplog.text and "internal error" in caplog.text
@@ -473,7 +473,7 @@ def test_block_kernel_build_failure_and_opt_out(monkeypatch, caplog, tmp_path):
 
 
 def test_block_kernel_policy(monkeypatch):
-    import ensemble.metrics as m
+    import ensemble.scoring.knn as m
 
     _kernel_or_skip()
     cpu, big = torch.device("cpu"), m._KERNEL_MIN_ELEMS

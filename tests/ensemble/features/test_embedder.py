@@ -10,8 +10,9 @@ import pytest
 import timm
 import torch
 
-from ensemble.cache import FeatureCache
-from ensemble.embed import Embedder, preprocess
+from ensemble.features import indomain
+from ensemble.features.cache import FeatureCache
+from ensemble.features.embedder import Embedder, preprocess
 from zoo.io import sha256_file
 
 BACKBONE = "test_resnet"  # timm's tiny test ResNet (0.4 M parameters, 96 features)
@@ -42,6 +43,24 @@ def test_constructor_only_stores_params():
     e = Embedder("no_such_model_xyz", weights="random", image_size=7, channels="weird")
     assert e.backbone == "no_such_model_xyz" and e.image_size == 7
     assert not hasattr(e, "model_")
+
+
+def test_scikit_learn_contract_and_clone(images, tmp_path):
+    from sklearn.base import clone
+
+    e = Embedder(BACKBONE, weights="random", image_size=32, device="cpu", seed=4, epochs=2,
+                 cache_dir=tmp_path)
+    params = e.get_params(deep=True)
+    assert params == {"backbone": BACKBONE, "weights": "random", "image_size": 32,
+                      "channels": "replicate", "device": "cpu", "batch_size": 256, "seed": 4,
+                      "epochs": 2, "lr": 1e-3, "fit_batch_size": 128, "cache_dir": tmp_path}
+    assert e.fit(images[:8], np.array([0, 1] * 4)) is e and e.model_ is not None
+    c = clone(e)
+    assert c is not e and c.get_params() == params and not hasattr(c, "model_")
+    np.testing.assert_array_equal(c.embed(images[:8]), e.embed(images[:8]))
+    assert c.set_params(seed=5, image_size=40) is c and (c.seed, c.image_size) == (5, 40)
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        c.set_params(no_such_param=1)
 
 
 def test_shape_determinism_and_seed(images):
@@ -207,7 +226,7 @@ def test_in_domain_fit_and_reuse(labelled, monkeypatch):
     assert e.fit(x, y) is e
     from safetensors.torch import load_file
 
-    from ensemble.embed import state_digest
+    from ensemble.features.weights import state_digest
 
     assert e.identity == f"in-domain:{state_digest(load_file(str(e.weights_path_)))}"
     assert e.weights_path_.parent == FeatureCache().models_dir
@@ -218,7 +237,7 @@ def test_in_domain_fit_and_reuse(labelled, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("cached in-domain weights must be reused, not trained again")
 
-    monkeypatch.setattr(Embedder, "_train", no_training)
+    monkeypatch.setattr(indomain, "train_backbone", no_training)
     again = Embedder(BACKBONE, weights="in-domain", image_size=32, epochs=1, fit_batch_size=64).fit(x, y)
     assert again.identity == e.identity
     np.testing.assert_allclose(again.embed(x[:16]), trained, rtol=1e-5, atol=1e-6)
@@ -265,10 +284,24 @@ def test_state_digest_ignores_key_order_and_file_format():
     """The in-domain identity hashes tensors, so re-saving identical weights keeps cache keys."""
     import torch
 
-    from ensemble.embed import state_digest
+    from ensemble.features.weights import state_digest
 
     a = {"w": torch.ones(2, 3), "b": torch.zeros(3, dtype=torch.int64)}
     assert state_digest(a) == state_digest(dict(reversed(list(a.items()))))
     assert state_digest(a) != state_digest({"w": torch.ones(2, 3) * 2, "b": a["b"]})
     assert state_digest(a) != state_digest({"w": torch.ones(3, 2), "b": a["b"]})
     assert state_digest({"n": torch.tensor(3)}) != state_digest({"n": torch.tensor(4)})  # 0-dim
+
+
+def test_embedder_rebuilt_on_a_worker_gives_the_same_features(pneumonia_small, tmp_path):
+    from ensemble.features.embedder import build_embedder, embedder_params
+
+    x, y = pneumonia_small.images[:64], pneumonia_small.labels[:64]
+    for weights in ("random", "in-domain"):
+        emb = Embedder("test_resnet", weights=weights, image_size=32, device="cpu", epochs=1,
+                       cache_dir=tmp_path).fit(x, y)
+        params, weights_file = embedder_params(emb)
+        assert (weights_file is not None) == (weights == "in-domain")
+        assert np.array_equal(emb.embed(x[:16]), build_embedder(params, weights_file).embed(x[:16]))
+    with pytest.raises(FileNotFoundError, match="must be shared by every worker"):
+        build_embedder(params, str(tmp_path / "absent.safetensors"))

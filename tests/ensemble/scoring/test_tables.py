@@ -10,8 +10,8 @@ import numpy as np
 import prdc
 import pytest
 
-from ensemble.metrics import d_score
-from ensemble.scores import ScoreTables
+from ensemble.scoring.knn import d_score
+from ensemble.scoring.tables import ScoreTables
 
 K = 5
 DIM = 8
@@ -300,7 +300,7 @@ def test_tables_without_pairwise(features):
 @pytest.mark.parametrize("backend", [None, "local"])
 def test_tables_identical_with_the_block_kernel(features, tables, monkeypatch, backend):
     """Table builds on a CPU use the one-pass C block kernel: same tables to the bit as torch ops."""
-    import ensemble.metrics as m
+    import ensemble.scoring.knn as m
 
     real, fakes = features
     calls = []

@@ -8,24 +8,30 @@ keyed by its checkpoint sha256, the embedder's backbone / weights identity / ima
 policy, the sample count, the seeds, the labels and the package version: a changed checkpoint gets
 a new key (never a stale hit), a warm cache only loads, and a killed run resumes where it stopped.
 The real features are cached under a hash of the image bytes.
+
+Each missing generator is one :func:`embed_generator_task` (a module-level function of one
+picklable item) run on an :mod:`ensemble.parallel` backend: by default ``LocalBackend(n_jobs=1)``
+in this process, else worker processes or a Dask cluster. It is the one code path: the same
+cache keys, the same checks and the same features wherever the tasks run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ensemble.cache import FeatureCache, hash_arrays
 from ensemble.data import validate_images, validate_labels
+from ensemble.features.cache import FeatureCache, hash_arrays
+from ensemble.features.embedder import Embedder, build_embedder, embedder_params
 from zoo.seeding import derive_seed
 
-__all__ = ["FeatureSet", "compute_features", "sample_labels"]
+__all__ = ["FeatureSet", "compute_features", "sample_labels", "embed_generator_task"]
 
 log = logging.getLogger(__name__)
 
@@ -115,70 +121,86 @@ def _shape(value: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in value)
 
 
-def _embed_cached(cache: FeatureCache | None, key: str | None, n: int, compute, meta: dict) -> tuple[np.ndarray, bool]:
-    """Return (features, was_cached), computing and storing them on a miss."""
-    if cache is not None and key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            if hit.ndim == 2 and len(hit) == n and hit.dtype == np.float32:
-                return hit, True
-            log.warning("cache entry %s has shape %s %s, expected (%d, D) float32; recomputing",
-                        key[:12], hit.shape, hit.dtype, n)
-    feats = compute()
-    if cache is not None and key is not None:
-        cache.put(key, feats, meta)
-    return feats, False
+def _cached_features(store: FeatureCache | None, key: str | None, n: int) -> np.ndarray | None:
+    """The cached ``(n, D)`` float32 features under ``key``, or None (absent, or of the wrong shape)."""
+    if store is None or key is None:
+        return None
+    hit = store.get(key)
+    if hit is None:
+        return None
+    if hit.ndim == 2 and len(hit) == n and hit.dtype == np.float32:
+        return hit
+    log.warning("cache entry %s has shape %s %s, expected (%d, D) float32; recomputing",
+                key[:12], hit.shape, hit.dtype, n)
+    return None
 
 
-def _fake_features_on_backend(backend: Any, catalog: Any, rows: list[dict], embedder: Any,
-                              store: FeatureCache | None, *, n_samples: int, seed: int,
-                              per_class: bool, parts: dict, base_meta: dict,
-                              progress: bool) -> tuple[dict, dict, int]:
-    """The generator loop of :func:`compute_features` as tasks: cache hits load here, misses run
-    :func:`ensemble.tasks.embed_generator_task` on ``backend``. Returns (fake, fake_labels, hits)."""
-    from ensemble.embed import Embedder
-    from ensemble.tasks import embed_generator_task, embedder_params
+def embed_generator_task(item: Mapping[str, Any]) -> np.ndarray:
+    """Sample one generator and embed the images; store them in the feature cache; return them.
 
+    ``item``: ``catalog`` (a :class:`zoo.catalog.Catalog`, or its folder on another process),
+    ``name``, ``sha256`` (the catalog's, checked), ``n_samples``, ``labels``, ``sample_seed``,
+    ``image_shape``, ``embedder`` (an :class:`~ensemble.features.embedder.Embedder`, or its
+    constructor parameters on another process) and ``in_domain_weights`` (the trained weights
+    file for ``weights="in-domain"`` parameters), ``cache_root`` and ``key`` (None: no caching),
+    ``meta`` (stored with the entry). A cache hit (e.g. written by an earlier attempt of this
+    task) is returned without sampling.
+    """
+    n = int(item["n_samples"])
+    key = item.get("key")
+    store = FeatureCache(item["cache_root"]) if key is not None else None
+    hit = _cached_features(store, key, n)
+    if hit is not None:
+        return hit
+    catalog = item["catalog"]
+    if isinstance(catalog, (str, os.PathLike)):
+        from zoo.catalog import Catalog
+
+        catalog = Catalog(catalog, create=False)
+    name = item["name"]
+    row = catalog.get(name)
+    if str(row["sha256"]) != str(item["sha256"]):
+        raise ValueError(f"generator {name!r} changed in {str(getattr(catalog, 'zoo_dir', catalog))!r} "
+                         "while it was being scored (sha256 differs); run the scoring again")
+    embedder = item["embedder"]
+    if isinstance(embedder, Mapping):
+        embedder = build_embedder(embedder, item.get("in_domain_weights"))
+    gen = catalog.load(name, device=getattr(embedder, "device", "auto"))
+    shape = tuple(item["image_shape"])
+    images = np.asarray(gen.sample(n, labels=np.asarray(item["labels"]), seed=int(item["sample_seed"])))
+    del gen
+    if images.dtype != np.uint8 or images.shape != (n, *shape):
+        raise ValueError(
+            f"generator {name!r} returned {images.dtype} {images.shape} for {n} images; expected "
+            f"uint8 {(n, *shape)}. Fix its sample() or catalog entry"
+        )
+    feats = embedder.embed(images, progress=False)
+    if store is not None:
+        store.put(key, feats, item.get("meta") or {})
+    return feats
+
+
+def _task_embedder(embedder: Any, backend: Any) -> tuple[Any, str | None]:
+    """What an item carries for ``embedder``: the object itself when the tasks run in this
+    process, else its constructor parameters and in-domain weights file (rebuilt by the task)."""
+    if backend.in_process:
+        return embedder, None
     if not isinstance(embedder, Embedder):
-        raise ValueError(f"backend= needs an ensemble.embed.Embedder (each task rebuilds it from its "
-                         f"parameters), got {type(embedder).__name__}; drop backend= to embed here")
+        raise ValueError(f"backend {backend!r} needs an ensemble.features.Embedder (each task "
+                         f"rebuilds it from its parameters), got {type(embedder).__name__}; use the "
+                         "default backend to embed in this process")
+    return embedder_params(embedder)
+
+
+def _task_catalog(catalog: Any, backend: Any) -> Any:
+    """What an item carries for ``catalog``: the object in this process, else its folder."""
+    if backend.in_process:
+        return catalog
     zoo_dir = getattr(catalog, "zoo_dir", None)
     if zoo_dir is None:
-        raise ValueError("backend= needs a zoo.catalog.Catalog (tasks load generators from its "
-                         f"folder), got {type(catalog).__name__}")
-    params, in_domain_weights = embedder_params(embedder)
-    fake: dict[str, np.ndarray | None] = {}
-    fake_labels: dict[str, np.ndarray] = {}
-    items = []
-    hits = 0
-    for row in rows:
-        name = str(row["name"])
-        labels = sample_labels(n_samples, int(row["num_classes"]), seed, per_class)
-        sample_seed = derive_seed(seed, "sample", name)
-        fake_labels[name] = labels
-        key = None
-        if store is not None:
-            key = store.key(kind="fake", name=name, sha256=str(row["sha256"]), n_samples=n_samples,
-                            seed=int(seed), sample_seed=sample_seed, labels=hash_arrays(labels), **parts)
-            hit = store.get(key)
-            if hit is not None and hit.ndim == 2 and len(hit) == n_samples and hit.dtype == np.float32:
-                fake[name] = hit
-                hits += 1
-                continue
-        fake[name] = None  # keeps the catalog order; filled from the task's result
-        meta = {**base_meta, "kind": "fake", "name": name, "sha256": str(row["sha256"]),
-                "n": n_samples, "seed": int(seed), "sample_seed": sample_seed, "per_class": bool(per_class)}
-        items.append({"zoo_dir": str(Path(zoo_dir).resolve()), "name": name,
-                      "sha256": str(row["sha256"]), "n_samples": n_samples, "labels": labels,
-                      "sample_seed": sample_seed, "image_shape": _shape(row["image_shape"]),
-                      "embedder": params, "in_domain_weights": in_domain_weights,
-                      "cache_root": str(store.root.resolve()) if store is not None else None,
-                      "key": key, "meta": meta})
-    log.info("generator features: %d cached, %d to compute on %r", hits, len(items), backend)
-    results = backend.map(embed_generator_task, items, desc="generator features" if progress else None)
-    for item, feats in zip(items, results, strict=True):
-        fake[item["name"]] = feats
-    return fake, fake_labels, hits
+        raise ValueError(f"backend {backend!r} needs a zoo.catalog.Catalog (tasks load generators "
+                         f"from its folder), got {type(catalog).__name__}")
+    return str(Path(zoo_dir).resolve())
 
 
 def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
@@ -189,17 +211,17 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     """Embed ``real_images`` and ``n_samples`` images of every generator (see the module docstring).
 
     ``catalog``: a :class:`zoo.catalog.Catalog`; ``embedder``: an
-    :class:`~ensemble.embed.Embedder` (fitted first for ``weights="in-domain"``); ``names``: a subset
-    of the catalog (default all, in catalog order); ``cache``: a FeatureCache or folder, None for
-    the default cache, False for none; ``per_class``: balanced generated labels (needs
-    ``real_labels``, used for per-class scores). ``backend`` (an :mod:`ensemble.parallel` backend
-    or its name): sample and embed the generators missing from the cache as one task each, in
-    worker processes or on a Dask cluster (each task rebuilds the embedder from its parameters and
-    loads the generator from the zoo folder, so both folders must be reachable from the workers);
-    the features are the same as in this process.
+    :class:`~ensemble.features.embedder.Embedder` (fitted first for ``weights="in-domain"``);
+    ``names``: a subset of the catalog (default all, in catalog order); ``cache``: a FeatureCache
+    or folder, None for the default cache, False for none; ``per_class``: balanced generated
+    labels (needs ``real_labels``, used for per-class scores). ``backend`` (an
+    :mod:`ensemble.parallel` backend or its name; default ``LocalBackend(n_jobs=1)``, in this
+    process): every generator missing from the cache is sampled and embedded by one
+    :func:`embed_generator_task`. On worker processes or a Dask cluster each task rebuilds the
+    embedder from its parameters and loads the generator from the zoo folder, so both folders
+    must be reachable from the workers; the features are the same wherever the tasks run.
     """
-    from tqdm.auto import tqdm
-
+    from ensemble.parallel import using_backend
     from ensemble.version import __version__
 
     real_images = validate_images(real_images, "real_images")
@@ -236,67 +258,54 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
             raise ValueError(f"per_class=True needs n_samples >= the number of classes ({k}), got {n_samples}")
 
     parts = embedder.cache_key_parts()
-    device = getattr(embedder, "device", "auto")
     base_meta = {**parts, "package_version": __version__}
 
     real_key = store.key(kind="real", images=hash_arrays(real_images), **parts) if store is not None else None
-    real, real_hit = _embed_cached(store, real_key, n_real,
-                                   lambda: embedder.embed(real_images, progress=None if progress else False),
-                                   {**base_meta, "kind": "real", "n": n_real})
+    real = _cached_features(store, real_key, n_real)
+    real_hit = real is not None
+    if real is None:
+        real = embedder.embed(real_images, progress=None if progress else False)
+        if store is not None:
+            store.put(real_key, real, {**base_meta, "kind": "real", "n": n_real})
     log.info("real features %s (%s)", real.shape, "cached" if real_hit else "computed")
 
-    fake: dict[str, np.ndarray] = {}
-    fake_labels: dict[str, np.ndarray] = {}
-    hits = 0
-    if backend is not None:
-        from ensemble.parallel import using_backend
-
-        with using_backend(backend) as b:
-            fake, fake_labels, hits = _fake_features_on_backend(
-                b, catalog, rows, embedder, store, n_samples=n_samples, seed=seed,
-                per_class=per_class, parts=parts, base_meta=base_meta, progress=progress)
-        for name, feats in fake.items():
-            if feats.shape[1] != real.shape[1]:
-                raise ValueError(f"generator {name!r} features have {feats.shape[1]} dimensions but "
-                                 f"the real ones {real.shape[1]}; clear the feature cache ({store}) "
-                                 "and run again")
-        rows = []  # done: skip the in-process loop below
-    # only ever force-disable: otherwise tqdm's defaults (and $TQDM_DISABLE) decide
-    bar = tqdm(rows, desc="generator features", unit="gen",
-               **({} if progress and backend is None else {"disable": True}))
-    for row in bar:
-        name = str(row["name"])
-        k = int(row["num_classes"])
-        labels = sample_labels(n_samples, k, seed, per_class)
-        sample_seed = derive_seed(seed, "sample", name)
-        key = None
-        if store is not None:
-            key = store.key(kind="fake", name=name, sha256=str(row["sha256"]), n_samples=n_samples,
-                            seed=int(seed), sample_seed=sample_seed, labels=hash_arrays(labels), **parts)
-
-        def compute(name: str = name, labels: np.ndarray = labels, sample_seed: int = sample_seed,
-                    shape: tuple = _shape(row["image_shape"])) -> np.ndarray:
-            gen = catalog.load(name, device=device)
-            images = np.asarray(gen.sample(n_samples, labels=labels, seed=sample_seed))
-            del gen
-            if images.dtype != np.uint8 or images.shape != (n_samples, *shape):
-                raise ValueError(
-                    f"generator {name!r} returned {images.dtype} {images.shape} for {n_samples} "
-                    f"images; expected uint8 {(n_samples, *shape)}. Fix its sample() or catalog entry"
-                )
-            return embedder.embed(images, progress=False)
-
-        meta = {**base_meta, "kind": "fake", "name": name, "sha256": str(row["sha256"]),
-                "n": n_samples, "seed": int(seed), "sample_seed": sample_seed, "per_class": bool(per_class)}
-        feats, hit = _embed_cached(store, key, n_samples, compute, meta)
+    with using_backend(backend) as b:
+        task_embedder, in_domain_weights = _task_embedder(embedder, b)
+        task_catalog = _task_catalog(catalog, b)
+        fake: dict[str, np.ndarray | None] = {}
+        fake_labels: dict[str, np.ndarray] = {}
+        items = []
+        for row in rows:
+            name = str(row["name"])
+            labels = sample_labels(n_samples, int(row["num_classes"]), seed, per_class)
+            sample_seed = derive_seed(seed, "sample", name)
+            fake_labels[name] = labels
+            key = None
+            if store is not None:
+                key = store.key(kind="fake", name=name, sha256=str(row["sha256"]), n_samples=n_samples,
+                                seed=int(seed), sample_seed=sample_seed, labels=hash_arrays(labels),
+                                **parts)
+            fake[name] = _cached_features(store, key, n_samples)  # None keeps the catalog order
+            if fake[name] is not None:
+                continue
+            meta = {**base_meta, "kind": "fake", "name": name, "sha256": str(row["sha256"]),
+                    "n": n_samples, "seed": int(seed), "sample_seed": sample_seed,
+                    "per_class": bool(per_class)}
+            items.append({"catalog": task_catalog, "name": name, "sha256": str(row["sha256"]),
+                          "n_samples": n_samples, "labels": labels, "sample_seed": sample_seed,
+                          "image_shape": _shape(row["image_shape"]), "embedder": task_embedder,
+                          "in_domain_weights": in_domain_weights,
+                          "cache_root": str(store.root.resolve()) if store is not None else None,
+                          "key": key, "meta": meta})
+        hits = len(rows) - len(items)
+        log.info("generator features: %d cached, %d to compute on %r", hits, len(items), b)
+        results = b.map(embed_generator_task, items, desc="generator features" if progress else None)
+    for item, feats in zip(items, results, strict=True):
+        fake[item["name"]] = feats
+    for name, feats in fake.items():
         if feats.shape[1] != real.shape[1]:
             raise ValueError(f"generator {name!r} features have {feats.shape[1]} dimensions but the real "
                              f"ones {real.shape[1]}; clear the feature cache ({store}) and run again")
-        hits += hit
-        bar.set_postfix_str(f"{name} ({'cached' if hit else 'sampled'})", refresh=False)
-        fake[name] = feats
-        fake_labels[name] = labels
-    bar.close()
     log.info("features of %d generators: %d from the cache, %d computed", len(fake), hits, len(fake) - hits)
 
     meta = {

@@ -13,7 +13,7 @@ mean-centred features (O((N+M)·block) memory, never N×M). Each approximate squ
 carries a rigorous rounding-error bound; only pairs whose comparison the bound cannot decide
 (a tiny fraction, right at a radius) are recomputed in float64 the reference way. k-NN radii use
 the float32 top-(k+1+margin) candidates, recomputed exactly and checked against the bound. On a
-CPU the comparisons of each block run in one pass of a small C kernel (:mod:`ensemble.blockkernel`)
+CPU the comparisons of each block run in one pass of a small C kernel (:mod:`ensemble.scoring.blockkernel`)
 instead of ~10 torch passes, which puts the score tables near the cost of the bare matrix products.
 """
 
@@ -40,6 +40,8 @@ __all__ = [
     "fake_counts_and_hits",
     "fid",
     "ieee_float32_matmul",
+    "check_k",
+    "rows_per_block",
 ]
 
 _U32 = 2.0**-24  # unit round-off of float32
@@ -202,7 +204,8 @@ def _exact_dist(a: PreparedFeatures, ia: torch.Tensor, b: PreparedFeatures, ib: 
     return out
 
 
-def _rows_per_block(n_cols: int, block_elems: int | None) -> int:
+def rows_per_block(n_cols: int, block_elems: int | None) -> int:
+    """Rows of one block of a distance matrix with ``n_cols`` columns (``block_elems`` elements)."""
     return max(1, (block_elems or _DEFAULT_BLOCK_ELEMS) // max(1, n_cols))
 
 
@@ -213,7 +216,7 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
     Equals prdc's ``compute_nearest_neighbour_distances``: the (k+1)-th smallest value of each row
     of the set's own distance matrix (the zero self-distance is the first). Returns float32 (n,).
     """
-    _check_k(k)
+    check_k(k)
     p = _as_prepared(x, None, device, name)
     n = len(p)
     if n < k + 1:
@@ -221,7 +224,7 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
     m = min(n, k + 1 + _EXTRA_CANDIDATES)
     radii = torch.empty(n, dtype=torch.float32, device=p.c32.device)
     bmax = p.csq.max().double()
-    step = _rows_per_block(n, block_elems)
+    step = rows_per_block(n, block_elems)
     buf = torch.empty(min(step, n) * n, dtype=torch.float32, device=p.c32.device)
     for lo in range(0, n, step):
         hi = min(n, lo + step)
@@ -282,7 +285,7 @@ def _bands(radius: torch.Tensor, own_sq: torch.Tensor, other_max_sq: torch.Tenso
 # ----------------------------------------------------------------------- block reduction
 # After each block's matrix product, every comparison compare_sets needs is a reduction of the
 # block: per-row and per-column counts of [d² < lower threshold] and of [d² <= upper threshold].
-# On the CPU a one-pass C kernel (ensemble.blockkernel) does it; elsewhere, or without a C
+# On the CPU a one-pass C kernel (ensemble.scoring.blockkernel) does it; elsewhere, or without a C
 # compiler, torch ops do (about ten passes; fast on a GPU). Both give the same integers.
 _KERNEL_MIN_ELEMS = 1 << 20  # distances per call below which torch ops are as fast
 
@@ -293,7 +296,7 @@ def _use_kernel(kernel: bool | None, dev: torch.device, n_elems: int):
         return None
     if kernel is None and n_elems < _KERNEL_MIN_ELEMS:
         return None
-    from ensemble import blockkernel
+    from ensemble.scoring import blockkernel
 
     return blockkernel.load()
 
@@ -322,7 +325,7 @@ def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, l
     """
     side_a, cols_a, side_b, rows_b = flags
     if fn is not None:
-        from ensemble.blockkernel import block_counts
+        from ensemble.scoring.blockkernel import block_counts
 
         c = block_counts(fn, g, a_sq, lo_r if side_a else None, hi_r if side_a else None,
                          lo_c if side_b else None, hi_c if side_b else None,
@@ -355,7 +358,7 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
     the distance blocks serves both directions, so d(A, B) and d(B, A) cost one matrix product.
     ``need`` names the :class:`PairStats` fields wanted (default: all that the radii allow);
     skipping unused ones saves work on each block. ``kernel`` forces (True) or forbids (False) the
-    one-pass C block kernel (:mod:`ensemble.blockkernel`); by default it is used on the CPU for
+    one-pass C block kernel (:mod:`ensemble.scoring.blockkernel`); by default it is used on the CPU for
     calls of at least ~1M distances. Results are identical either way.
     """
     need = set(need) if need is not None else {"rows_a", "cols_a", "rows_b", "cols_b"}
@@ -385,7 +388,7 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
         rb = _radii_tensor(radii_b, nb, "radii_b", dev)
         lo_b, hi_b = _bands(rb, pb.csq, pa.csq.max(), gamma)
     n_exact = 0
-    step = _rows_per_block(nb, block_elems)
+    step = rows_per_block(nb, block_elems)
     buf = torch.empty(min(step, na) * nb, dtype=torch.float32, device=dev)
     for lo in range(0, na, step):
         hi = min(na, lo + step)
@@ -453,7 +456,8 @@ def _radii_tensor(r, n: int, name: str, dev) -> torch.Tensor:
     return torch.from_numpy(r).to(dev)
 
 
-def _check_k(k: int) -> None:
+def check_k(k: int) -> None:
+    """Raise a ValueError unless ``k`` (of the k-NN radii) is a positive integer."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer (the paper uses k=5), got {k!r}")
 
@@ -478,7 +482,7 @@ def density_coverage(*, real, fake, k: int = 5, real_radii: np.ndarray | None = 
     ``precision_recall=False`` the fake set's own k-NN radii are not needed and recall is NaN.
     Also returns ``d`` = d_score(density, coverage).
     """
-    _check_k(k)
+    check_k(k)
     real = check_features(real, "real features", min_rows=k + 1)
     fake = check_features(fake, "fake features", min_rows=1)
     if real.shape[1] != fake.shape[1]:

@@ -1,14 +1,19 @@
-"""Score tables: everything the search needs, computed once.
+"""Score tables as data: everything the search needs, computed once.
 
 With the real k-NN radii fixed, Intra-d of any ensemble E decomposes exactly (METHOD.md §3):
 ``D(E) = Σ_g cnt_g / (k Σ_g n_g)`` and ``C(E) = mean_i OR_g hits[i, g]``; Inter-d is the mean of
 a precomputed P × P matrix of d between generators. After one pass over the features, evaluating
 an ensemble costs O(N·|E|) and a whole population is one small matrix product.
+
+This module holds the tables (fields, the objectives ``intra_d``/``inter_d``, subsets, the
+``.npz`` file) and the two ways to make them, :func:`score_features` (from embeddings) and
+:func:`score_catalog` (from a zoo catalog; the scoring entry point). The computing lives in
+:mod:`ensemble.scoring.build`, which returns plain fields and never imports this module, so the
+imports run one way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -16,19 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from ensemble.metrics import (
-    _check_k,
-    check_features,
-    compare_sets,
-    d_score,
-    knn_radii,
-    prepare_features,
-)
+from ensemble.scoring.knn import d_score
 from zoo.io import atomic_write
 
-__all__ = ["ScoreTables", "INTER_MODES"]
+__all__ = ["ScoreTables", "INTER_MODES", "FORMAT", "score_features", "score_catalog"]
 
 log = logging.getLogger(__name__)
 
@@ -157,71 +154,33 @@ class ScoreTables:
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    def from_fields(cls, fields: dict) -> ScoreTables:
+        """Tables from the fields :mod:`ensemble.scoring.build` computes (``by_class`` nested)."""
+        fields = dict(fields)
+        by_class = {str(c): cls.from_fields(f) for c, f in (fields.pop("by_class", None) or {}).items()}
+        meta = {**(fields.pop("meta", None) or {}), "format": FORMAT}
+        tables = cls(**fields, meta=meta)
+        tables.by_class.update(by_class)
+        return tables
+
+    @classmethod
     def from_features(cls, real_features: np.ndarray, fake_features: dict[str, np.ndarray], *,
                       k: int = 5, inter_mode: str = "symmetric", pairwise: bool = True,
                       real_radii: np.ndarray | None = None, meta: dict | None = None,
                       device: str = "auto", progress: bool = True, backend=None) -> ScoreTables:
         """Build the tables from embeddings: one pass per generator, one per generator pair.
 
-        ``backend`` (an :mod:`ensemble.parallel` backend or its name) runs the per-generator
-        passes and blocks of generator pairs as tasks, locally or on a Dask cluster; the tables
-        are identical to those of the default in-process loop.
+        ``real_features`` float32 ``(N, D)``; ``fake_features`` ``{name: (M_g, D)}``; ``k`` of the
+        k-NN radii; ``inter_mode`` one of :data:`INTER_MODES`; ``pairwise=False`` skips Inter-d;
+        ``real_radii`` reuses the real k-NN radii. ``backend`` (an :mod:`ensemble.parallel`
+        backend or its name; default in this process) runs the passes as tasks; the tables do
+        not depend on it.
         """
-        if inter_mode not in INTER_MODES:
-            raise ValueError(f"unknown inter_mode {inter_mode!r}; use one of {', '.join(INTER_MODES)}")
-        _check_k(k)
-        if not isinstance(fake_features, dict) or not fake_features:
-            raise ValueError("fake_features must be a non-empty dict {generator name: features}")
-        real = check_features(real_features, "real features", min_rows=k + 1)
-        names = [str(n) for n in fake_features]
-        fakes = {}
-        for n in names:
-            f = check_features(fake_features[n], f"features of generator {n!r}", min_rows=1)
-            if f.shape[1] != real.shape[1]:
-                raise ValueError(
-                    f"features of generator {n!r} have dimension {f.shape[1]} but real have "
-                    f"{real.shape[1]}; embed all images with the same backbone"
-                )
-            if pairwise and len(f) < k + 1:
-                raise ValueError(f"generator {n!r} has {len(f)} samples; Inter-d needs at least k+1 = {k + 1}")
-            fakes[n] = f
-        p = len(names)
-        pr = prepare_features(real, device=device, name="real features")
-        radii = knn_radii(pr, k) if real_radii is None else np.asarray(real_radii, np.float32)
-        counts = np.zeros(p, np.int64)
-        n_fake = np.array([len(fakes[n]) for n in names], np.int64)
-        hits = np.zeros((len(real), p), bool)
-        directed = np.full((p, p), np.nan)
-        if backend is not None:
-            from ensemble.parallel import using_backend
-            from ensemble.tasks import score_on_backend
+        from ensemble.scoring.build import feature_fields
 
-            with using_backend(backend) as b:
-                score_on_backend(b, real, radii, pr.center.cpu().numpy(), [fakes[n] for n in names],
-                                 names, k=k, pairwise=pairwise, device=device, progress=progress,
-                                 counts=counts, hits=hits, directed=directed)
-        else:
-            prepared, fradii = [], []
-            for g, n in enumerate(tqdm(names, desc="score vs real", disable=not progress, leave=False)):
-                pf = prepare_features(fakes[n], center=pr.center, device=pr.c32.device, name=n)
-                counts[g], hits[:, g], fr = _score_generator(pr, radii, pf, k=k, name=n,
-                                                             pairwise=pairwise)
-                if pairwise:
-                    prepared.append(pf)
-                    fradii.append(fr)
-            if pairwise:
-                pairs = [(g, h) for g in range(p) for h in range(g + 1, p)]
-                for g, h in tqdm(pairs, desc="score pairs", disable=not progress, leave=False):
-                    directed[g, h], directed[h, g] = _score_pair(
-                        prepared[g], prepared[h], fradii[g], fradii[h], n_fake[g], n_fake[h], k)
-        density = counts / (k * n_fake)
-        coverage = hits.mean(0)
-        folded = _fold(directed, names, inter_mode)
-        meta = dict(meta or {})
-        meta.update({"inter_mode": inter_mode, "format": FORMAT})
-        return cls(names=names, k=k, n_real=len(real), counts=counts, n_fake=n_fake, hits=hits,
-                   density=density, coverage=coverage, d=d_score(density, coverage),
-                   pairwise=folded, pairwise_directed=directed, meta=meta)
+        return cls.from_fields(feature_fields(
+            real_features, fake_features, k=k, inter_mode=inter_mode, pairwise=pairwise,
+            real_radii=real_radii, meta=meta, device=device, progress=progress, backend=backend))
 
     @classmethod
     def compute(cls, catalog, real_images: np.ndarray, embedder, *, n_samples: int | None = None,
@@ -234,37 +193,15 @@ class ScoreTables:
 
         ``n_samples=None`` takes as many samples per generator as there are real images (the
         reference protocol). ``per_class=True`` also builds one set of tables per class
-        (``.by_class``), which needs ``real_labels``.
+        (``.by_class``), which needs ``real_labels``. ``backend``: one backend (one cluster
+        client) for the sampling/embedding and the scoring tasks (default: in this process).
         """
-        from ensemble.cache import FeatureCache
-        from ensemble.features import compute_features
+        from ensemble.scoring.build import catalog_fields
 
-        if per_class and real_labels is None:
-            raise ValueError("per_class=True needs real_labels (the class of each real image)")
-        kwargs = dict(names=names, n_samples=n_samples, seed=seed, cache=FeatureCache(cache_dir),
-                      per_class=per_class, real_labels=real_labels, progress=progress)
-        with contextlib.ExitStack() as stack:
-            if backend is not None:  # one backend (one cluster client) for every stage below
-                from ensemble.parallel import using_backend
-
-                backend = stack.enter_context(using_backend(backend))
-                kwargs["backend"] = backend
-            fs = compute_features(catalog, real_images, embedder, **kwargs)
-            meta = dict(fs.meta)
-            meta.update({"k": k, "seed": seed})
-            tables = cls.from_features(fs.real, fs.fake, k=k, inter_mode=inter_mode, meta=meta,
-                                       device=getattr(embedder, "device", "auto"), progress=progress,
-                                       backend=backend)
-            if per_class:
-                labels = np.asarray(fs.real_labels if fs.real_labels is not None else real_labels)
-                classes = sorted(set(labels.tolist()))
-                for c in classes:
-                    cname = class_names[c] if class_names is not None else str(c)
-                    fake_c = {n: f[fs.fake_labels[n] == c] for n, f in fs.fake.items()}
-                    tables.by_class[cname] = cls.from_features(
-                        fs.real[labels == c], fake_c, k=k, inter_mode=inter_mode,
-                        meta={**meta, "class": cname}, progress=progress, backend=backend)
-        return tables
+        return cls.from_fields(catalog_fields(
+            catalog, real_images, embedder, n_samples=n_samples, k=k, seed=seed,
+            cache_dir=cache_dir, per_class=per_class, real_labels=real_labels, names=names,
+            inter_mode=inter_mode, class_names=class_names, backend=backend, progress=progress))
 
     # ------------------------------------------------------------------ views
     def subset(self, names: list[str]) -> ScoreTables:
@@ -345,31 +282,7 @@ class ScoreTables:
                 f"best single d={self.d.max():.4f})")
 
 
-def _score_generator(pr, radii, pf, *, k: int, name: str, pairwise: bool):
-    """One generator against real: (count in real balls, real points covered, own k-NN radii)."""
-    st = compare_sets(pr, pf, radii_a=radii, need=("rows_a",))
-    fr = knn_radii(pf, k, name=f"samples of {name!r}") if pairwise else None
-    return st.count_a, st.rows_a, fr
-
-
-def _score_pair(pg, ph, rg, rh, n_g, n_h, k: int):
-    """(d(S_g, S_h), d(S_h, S_g)) from one pass over the distances between two generators."""
-    st = compare_sets(pg, ph, radii_a=rg, radii_b=rh, need=("rows_a", "cols_b"))
-    # reference g: density of S_h in S_g's balls, coverage of S_g's points by S_h
-    return (d_score(st.count_a / (k * n_h), st.rows_a.mean()),
-            d_score(st.count_b / (k * n_g), st.cols_b.mean()))
-
-
-def _fold(directed: np.ndarray, names: list[str], mode: str) -> np.ndarray:
-    if mode == "symmetric":
-        folded = 0.5 * (directed + directed.T)
-    else:  # "first-name": the generator whose name sorts first is the reference
-        p = len(names)
-        folded = np.full((p, p), np.nan)
-        for g in range(p):
-            for h in range(p):
-                if g != h:
-                    ref, other = (g, h) if names[g] <= names[h] else (h, g)
-                    folded[g, h] = directed[ref, other]
-    np.fill_diagonal(folded, np.nan)
-    return folded
+#: Tables from embeddings (the same as :meth:`ScoreTables.from_features`).
+score_features = ScoreTables.from_features
+#: The scoring entry point: a zoo catalog's tables (the same as :meth:`ScoreTables.compute`).
+score_catalog = ScoreTables.compute

@@ -1,25 +1,17 @@
-"""Task functions of the heavy stages, and the code that fans them out on a backend.
+"""Training the zoo as independent tasks: one GAN training run per task, on any backend.
 
-Every task is a module-level function of one picklable item (a dict) so that any
-:mod:`ensemble.parallel` backend can run it in this process, in a loky worker or on a Dask worker.
-Items carry paths, seeds, constructor parameters and arrays, never live models or open files; a
-task rebuilds what it needs (the dataset from its flag or path, the generator from the zoo
-catalog, the embedder from its parameters) and writes what it computes where the local code path
-writes it (the zoo folder, the content-keyed feature cache). Results therefore do not depend on
-the backend, and a run that lost a worker, or was stopped, resumes from what was written.
-
-- :func:`train_zoo` / :func:`train_run_task`: one GAN training run per task.
-- :func:`embed_generator_task`: sample one generator and embed the images into the feature cache
-  (used by :func:`ensemble.features.compute_features`).
-- :func:`score_generator_task` / :func:`score_pair_block_task` and :func:`score_on_backend`: the
-  per-generator pass against the real set and blocks of generator pairs of
-  :meth:`ensemble.scores.ScoreTables.from_features`.
+:func:`train_zoo` fans the runs out as :func:`train_run_task` items on an
+:mod:`ensemble.parallel` backend (in this process by default). A task is a module-level function
+of one picklable item: it carries the data's flag or path (a :class:`DataSpec`), seeds and
+hyper-parameters, never live models, and writes what it trains into a zoo folder, so the zoo does
+not depend on the backend and a run that lost a worker resumes from its last saved state. With a
+parallel backend each new run trains in its own staging zoo and joins the target zoo, in input
+order, when done.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -27,25 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-__all__ = [
-    "DataSpec",
-    "train_zoo",
-    "train_run_task",
-    "embed_generator_task",
-    "score_generator_task",
-    "score_pair_block_task",
-    "score_on_backend",
-    "pair_blocks",
-]
+__all__ = ["DataSpec", "train_zoo", "train_run_task", "STAGING_DIR"]
 
 log = logging.getLogger(__name__)
 
 STAGING_DIR = ".staging"  # inside a zoo folder: runs trained by parallel tasks before they join it
-
-
-# ============================================================================ zoo training
 
 
 @dataclass(frozen=True)
@@ -246,172 +224,3 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
                         "ids": [int(rows.loc[s, "id"]) for s in spec["snapshots"]],
                         "names": [str(rows.loc[s, "name"]) for s in spec["snapshots"]]})
     return out
-
-
-# ============================================================================ embedding
-
-
-def embed_generator_task(item: Mapping[str, Any]) -> np.ndarray:
-    """Sample one generator and embed the images; store them in the feature cache; return them.
-
-    ``item``: ``zoo_dir``, ``name``, ``sha256`` (the catalog's, checked), ``n_samples``,
-    ``labels``, ``sample_seed``, ``image_shape``, ``embedder`` (constructor parameters) and
-    ``in_domain_weights`` (the trained weights file for ``weights="in-domain"``), ``cache_root``
-    and ``key`` (None: no caching), ``meta`` (stored with the entry). A cache hit (e.g. written
-    by an earlier attempt of this task) is returned without sampling.
-    """
-    from ensemble.cache import FeatureCache
-
-    n = int(item["n_samples"])
-    store = FeatureCache(item["cache_root"]) if item.get("key") is not None else None
-    if store is not None:
-        hit = store.get(item["key"])
-        if hit is not None and hit.ndim == 2 and len(hit) == n and hit.dtype == np.float32:
-            return hit
-    from zoo.catalog import Catalog
-
-    catalog = Catalog(item["zoo_dir"], create=False)
-    name = item["name"]
-    row = catalog.get(name)
-    if str(row["sha256"]) != str(item["sha256"]):
-        raise ValueError(f"generator {name!r} changed in {item['zoo_dir']!r} while it was being "
-                         "scored (sha256 differs); run the scoring again")
-    embedder = build_embedder(item["embedder"], item.get("in_domain_weights"))
-    gen = catalog.load(name, device=embedder.device)
-    shape = tuple(item["image_shape"])
-    images = np.asarray(gen.sample(n, labels=np.asarray(item["labels"]), seed=int(item["sample_seed"])))
-    del gen
-    if images.dtype != np.uint8 or images.shape != (n, *shape):
-        raise ValueError(
-            f"generator {name!r} returned {images.dtype} {images.shape} for {n} images; expected "
-            f"uint8 {(n, *shape)}. Fix its sample() or catalog entry"
-        )
-    feats = embedder.embed(images, progress=False)
-    if store is not None:
-        store.put(item["key"], feats, item.get("meta") or {})
-    return feats
-
-
-EMBEDDER_PARAMS = ("backbone", "weights", "image_size", "channels", "device", "batch_size", "seed",
-                   "epochs", "lr", "fit_batch_size", "cache_dir")
-
-
-def embedder_params(embedder: Any) -> tuple[dict, str | None]:
-    """(constructor parameters, in-domain weights file or None) that rebuild ``embedder`` elsewhere."""
-    params = {}
-    for k in EMBEDDER_PARAMS:
-        v = getattr(embedder, k)
-        params[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
-    weights_file = None
-    if embedder.weights_kind == "in-domain":
-        path = getattr(embedder, "weights_path_", None)
-        if path is None:
-            raise ValueError("weights='in-domain' needs training first: call "
-                             "embedder.fit(train_images, train_labels) before scoring")
-        weights_file = os.fspath(path)
-    return params, weights_file
-
-
-def build_embedder(params: Mapping[str, Any], in_domain_weights: str | None = None):
-    """Rebuild an :class:`~ensemble.embed.Embedder` from :func:`embedder_params` (any machine).
-
-    For ``weights="in-domain"`` the trained backbone is read from ``in_domain_weights`` (in the
-    feature cache, a shared folder on a cluster): the same weights, so the same features.
-    """
-    from ensemble.embed import Embedder
-
-    params = dict(params)
-    if params.get("weights") == "in-domain":
-        if not in_domain_weights or not Path(in_domain_weights).is_file():
-            raise FileNotFoundError(
-                f"in-domain weights {in_domain_weights!r} not found on this machine; the feature "
-                "cache folder (--cache-dir) must be shared by every worker"
-            )
-        params["weights"] = in_domain_weights
-    return Embedder(**params)
-
-
-# ============================================================================ score tables
-
-
-def pair_blocks(p: int, n_workers: int = 1) -> list[list[tuple[int, int]]]:
-    """Split the pairs (g, h), g < h, of ``p`` generators into tiles of contiguous groups.
-
-    A tile (groups i <= j) needs only the features of its two groups, so blocks move little data;
-    about ``8 × n_workers`` blocks, largest first, keep every worker busy to the end.
-    """
-    if p < 2:
-        return []
-    n_groups = max(1, min(p, math.ceil(math.sqrt(16 * max(1, n_workers)))))
-    bounds = np.linspace(0, p, n_groups + 1).round().astype(int)
-    groups = [range(bounds[i], bounds[i + 1]) for i in range(n_groups) if bounds[i + 1] > bounds[i]]
-    blocks = []
-    for i, gi in enumerate(groups):
-        for gj in groups[i:]:
-            pairs = [(g, h) for g in gi for h in gj if g < h]
-            if pairs:
-                blocks.append(pairs)
-    return sorted(blocks, key=len, reverse=True)  # stable: equal sizes keep their order
-
-
-def score_generator_task(item: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray | None]:
-    """One generator against the real set: (count, hits (N,), the generator's k-NN radii or None)."""
-    from ensemble.metrics import prepare_features
-    from ensemble.scores import _score_generator
-
-    pr = prepare_features(item["real"], center=item["center"], device=item["device"],
-                          name="real features")
-    pf = prepare_features(item["fake"], center=pr.center, device=pr.c32.device, name=item["name"])
-    count, hits, fr = _score_generator(pr, item["radii"], pf, k=item["k"], name=item["name"],
-                                       pairwise=item["pairwise"])
-    return int(count), np.asarray(hits, bool), fr
-
-
-def score_pair_block_task(item: Mapping[str, Any]) -> list[tuple[int, int, float, float]]:
-    """d in both directions for a block of generator pairs: ``[(g, h, d(S_g,S_h), d(S_h,S_g))]``.
-
-    ``item["fakes"]``/``["radii"]``/``["n_fake"]``: ``[(g, value), ...]`` for the generators of
-    the block; ``center``: the real features' centre (every set is centred on it, as in the
-    in-process loop).
-    """
-    from ensemble.metrics import prepare_features
-    from ensemble.scores import _score_pair
-
-    feats, radii, n_fake = dict(item["fakes"]), dict(item["radii"]), dict(item["n_fake"])
-    prepared = {g: prepare_features(f, center=item["center"], device=item["device"], name=f"generator {g}")
-                for g, f in feats.items()}
-    out = []
-    for g, h in item["pairs"]:
-        d_gh, d_hg = _score_pair(prepared[g], prepared[h], radii[g], radii[h], n_fake[g],
-                                 n_fake[h], item["k"])
-        out.append((int(g), int(h), float(d_gh), float(d_hg)))
-    return out
-
-
-def score_on_backend(backend, real: np.ndarray, radii: np.ndarray, center: np.ndarray,
-                     fakes: Sequence[np.ndarray], names: Sequence[str], *, k: int, pairwise: bool,
-                     device: Any, progress: bool, counts: np.ndarray, hits: np.ndarray,
-                     directed: np.ndarray) -> None:
-    """Fill ``counts``, ``hits`` and ``directed`` (score-table arrays) with tasks on ``backend``."""
-    p = len(names)
-    dev = device if isinstance(device, str) else str(device)
-    real_h, radii_h, center_h, *fake_h = backend.scatter([real, radii, center, *fakes])
-    items = [{"real": real_h, "radii": radii_h, "center": center_h, "fake": fake_h[g],
-              "name": names[g], "k": k, "pairwise": pairwise, "device": dev} for g in range(p)]
-    fradii = []
-    for g, (count, hit, fr) in enumerate(backend.map(score_generator_task, items,
-                                                     desc="score vs real" if progress else None)):
-        counts[g], hits[:, g] = count, hit
-        fradii.append(fr)
-    if not pairwise:
-        return
-    n_fake = [len(f) for f in fakes]
-    items = []
-    for pairs in pair_blocks(p, backend.n_workers):
-        gens = sorted({g for pair in pairs for g in pair})
-        items.append({"fakes": [(g, fake_h[g]) for g in gens], "radii": [(g, fradii[g]) for g in gens],
-                      "n_fake": [(g, np.int64(n_fake[g])) for g in gens], "pairs": pairs,
-                      "center": center_h, "k": k, "device": dev})
-    for block in backend.map(score_pair_block_task, items, desc="score pairs" if progress else None):
-        for g, h, d_gh, d_hg in block:
-            directed[g, h], directed[h, g] = d_gh, d_hg

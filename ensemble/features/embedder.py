@@ -20,44 +20,55 @@ Weights (``weights=``):
   feature cache, keyed by the data hash, backbone, seed and training settings, and reused.
 
 :attr:`Embedder.identity` names the weights (``"random:seed0"``, ``"file:<sha256>"``,
-``"hub:<hf id>"``, ``"in-domain:<sha256>"``) for cache keys.
+``"hub:<hf id>"``, ``"in-domain:<sha256>"``) for cache keys. The weight sources live in
+:mod:`ensemble.features.weights`, the in-domain training in :mod:`ensemble.features.indomain`.
+
+The embedder follows the scikit-learn contract: the constructor only stores its parameters
+(``get_params``/``set_params``/``sklearn.base.clone`` work), learned state ends in ``_``.
+:func:`embedder_params` / :func:`build_embedder` carry an embedder to another process or machine.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
 from torch import nn
 
-from ensemble.cache import FeatureCache, hash_arrays
 from ensemble.data import validate_images, validate_labels
+from ensemble.features.indomain import fit_in_domain
+from ensemble.features.weights import (
+    HUB_HINT,
+    WEIGHT_KINDS,
+    WEIGHT_SUFFIXES,
+    fit_state_dict,
+    hub_config,
+    load_state_dict_file,
+    resolve_hub_weights,
+    resolve_in_domain_weights,
+    state_digest,
+    weights_kind,
+)
 from zoo.device import resolve_device
-from zoo.io import atomic_write, sha256_file
-from zoo.seeding import derive_seed, torch_generator
+from zoo.io import sha256_file
+from zoo.seeding import derive_seed
 
-__all__ = ["Embedder", "WEIGHT_KINDS", "CHANNEL_POLICIES", "load_state_dict_file", "preprocess"]
+__all__ = ["Embedder", "CHANNEL_POLICIES", "EMBEDDER_PARAMS", "preprocess", "embedder_params",
+           "build_embedder"]
 
 log = logging.getLogger(__name__)
 
-WEIGHT_KINDS = ("random", "hub", "in-domain")
 CHANNEL_POLICIES = ("replicate", "native")
-WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-HUB_PROBE_TIMEOUT_S = 3.0
 _PROGRESS_MIN = 4096  # show a progress bar from this many images on
-_TRUE = {"1", "true", "yes", "on"}
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -79,169 +90,6 @@ def preprocess(batch: torch.Tensor, *, image_size: int, mean: torch.Tensor, std:
     return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    """The tensor dict inside a checkpoint (plain, or under state_dict/model/... keys)."""
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict", "model", "state_dict_ema", "model_ema"):
-            inner = obj.get(key)
-            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
-                obj = inner
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
-            f"weights file {str(path)!r} does not hold a state dict (a dict of tensors); save one with "
-            "torch.save(model.state_dict(), path) or safetensors.torch.save_file"
-        )
-    sd = {str(k): v for k, v in obj.items()}
-    for prefix in ("module.", "_orig_mod."):  # DataParallel / torch.compile wrappers
-        if all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a ``.pth``/``.pt``/``.bin`` (``torch.load(weights_only=True)``) or ``.safetensors`` file."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(
-            f"weights file {str(p)!r} not found; weights must be one of {', '.join(WEIGHT_KINDS)} "
-            f"or the path of a state dict ({', '.join(WEIGHT_SUFFIXES)})"
-        )
-    if p.suffix.lower() not in WEIGHT_SUFFIXES:
-        raise ValueError(f"weights file {str(p)!r} has suffix {p.suffix!r}; expected one of "
-                         f"{', '.join(WEIGHT_SUFFIXES)}")
-    try:
-        if p.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: Any = load_file(str(p), device="cpu")
-        else:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or a pickle with code in it
-        raise ValueError(
-            f"cannot read weights file {str(p)!r} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it must be a plain state dict saved with torch.save(model.state_dict()) or safetensors"
-        ) from exc
-    return _unwrap_state_dict(obj, p)
-
-
-def _as_prefixes(classifier: Any) -> tuple[str, ...]:
-    if not classifier:
-        return ()
-    return (classifier,) if isinstance(classifier, str) else tuple(classifier)
-
-
-def _fit_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], *, source: str) -> dict[str, torch.Tensor]:
-    """Make ``sd`` loadable into ``model`` (num_classes=0): drop head keys, adapt the stem's channels.
-
-    Raises a ValueError naming the missing / unexpected / mis-shaped keys otherwise.
-    """
-    from timm.models import adapt_input_conv
-
-    target = model.state_dict()
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    heads = _as_prefixes(cfg.get("classifier"))
-    out: dict[str, torch.Tensor] = {}
-    dropped = []
-    for k, v in sd.items():
-        if k not in target and any(k == h or k.startswith(h + ".") for h in heads):
-            dropped.append(k)
-            continue
-        out[k] = v
-    if dropped:
-        log.info("%s: dropped classifier-head keys %s", source, dropped)
-    first_conv = cfg.get("first_conv")
-    for conv in _as_prefixes(first_conv):
-        key = conv + ".weight"
-        if key in out and key in target and out[key].ndim == 4 and out[key].shape[1] != target[key].shape[1]:
-            out[key] = adapt_input_conv(target[key].shape[1], out[key].float()).to(out[key].dtype)
-            log.info("%s: adapted %s to %d input channel(s)", source, key, target[key].shape[1])
-    missing = [k for k in target if k not in out and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in out if k not in target]
-    mis_shaped = [f"{k} {tuple(out[k].shape)} vs {tuple(target[k].shape)}"
-                  for k in out if k in target and out[k].shape != target[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:5])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:5])})")
-    if mis_shaped:
-        problems.append(f"{len(mis_shaped)} shape mismatch(es) (e.g. {'; '.join(mis_shaped[:3])})")
-    if problems:
-        raise ValueError(
-            f"{source} does not fit backbone {type(model).__name__}: {'; '.join(problems)}. "
-            "Is it a state dict of this timm backbone (pass the matching backbone= name)?"
-        )
-    return out
-
-
-def _hub_offline() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
-        return True
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # huggingface_hub missing: timm falls back to URLs
-        return False
-
-
-def _reachable(url: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether a TCP connection to ``url``'s host opens within ``timeout`` s (DNS included)."""
-    parsed = urlparse(url)
-    host = parsed.hostname
-    if not host:
-        return False
-    port = parsed.port or (443 if parsed.scheme != "http" else 80)
-    ok = threading.Event()
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                ok.set()
-        except OSError:
-            pass
-
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout + 0.5)  # getaddrinfo has no timeout of its own: never wait past ours
-    return ok.is_set()
-
-
-def _cached_hub_file(cfg: dict) -> str | None:
-    """A locally cached weights file for a timm pretrained config (HF cache, then torch hub)."""
-    hf_id = cfg.get("hf_hub_id")
-    if hf_id:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            repo, _, revision = hf_id.partition("@")
-            names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else []
-            names += ["model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors",
-                      "open_clip_pytorch_model.bin"]
-            for name in names:
-                hit = try_to_load_from_cache(repo, name, revision=revision or None)
-                if isinstance(hit, str) and os.path.isfile(hit):
-                    return hit
-        except Exception as exc:
-            log.debug("HF cache lookup for %s failed: %s", hf_id, exc)
-    url = cfg.get("url")
-    if url and not cfg.get("custom_load"):
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-        if path.is_file():
-            return str(path)
-    return None
-
-
-def state_digest(state: Mapping[str, torch.Tensor]) -> str:
-    """sha256 of a state dict's names, dtypes, shapes and values (independent of file format)."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
 
 def _feature_dim(model: nn.Module) -> int:
     """Width of the pooled (pre-logits) output of a timm model built with num_classes=0."""
@@ -250,13 +98,14 @@ def _feature_dim(model: nn.Module) -> int:
 
 # --------------------------------------------------------------------------- the embedder
 
-class Embedder:
+class Embedder(BaseEstimator):
     """Embed uint8 images with a timm backbone (see the module docstring).
 
     Parameters are only stored here; the model is built on first use (``fit`` or ``embed``).
     ``epochs``, ``lr`` and ``fit_batch_size`` configure the ``"in-domain"`` training;
     ``cache_dir`` is the feature-cache root where in-domain weights are kept (default: the
-    feature cache's default root).
+    feature cache's default root). ``get_params``/``set_params`` come from this signature
+    (scikit-learn), so ``sklearn.base.clone(embedder)`` gives an unfitted copy.
     """
 
     def __init__(self, backbone: str = "resnet18", weights: str | os.PathLike = "random",
@@ -285,12 +134,7 @@ class Embedder:
     @property
     def weights_kind(self) -> str:
         """``"random"``, ``"hub"``, ``"in-domain"`` or ``"file"``."""
-        w = self.weights
-        if isinstance(w, str) and w in WEIGHT_KINDS:
-            return w
-        if isinstance(w, (str, os.PathLike)):
-            return "file"
-        raise ValueError(f"weights must be one of {', '.join(WEIGHT_KINDS)} or a file path, got {w!r}")
+        return weights_kind(self.weights)
 
     def _check_params(self) -> None:
         import timm
@@ -327,19 +171,6 @@ class Embedder:
                     f"{', '.join(WEIGHT_KINDS)} or the path of a state dict ({', '.join(WEIGHT_SUFFIXES)})"
                 )
 
-    def _hub_cfg(self) -> dict:
-        from timm.models import get_pretrained_cfg
-
-        try:
-            cfg = get_pretrained_cfg(self.backbone)
-        except RuntimeError as exc:  # e.g. an unknown pretrained tag
-            raise ValueError(f"backbone {self.backbone!r}: {exc}") from exc
-        cfg = cfg.to_dict() if cfg is not None else {}
-        if not (cfg.get("hf_hub_id") or cfg.get("url") or cfg.get("file")):
-            raise ValueError(f"timm has no pretrained weights for {self.backbone!r}; use weights='random', "
-                             "'in-domain' or a local weights file")
-        return cfg
-
     @property
     def identity(self) -> str:
         """A string naming the weights, used in cache keys."""
@@ -349,7 +180,7 @@ class Embedder:
         if kind == "hub":
             if self.backbone.startswith("hf-hub:"):
                 return f"hub:{self.backbone[len('hf-hub:'):]}"
-            cfg = self._hub_cfg()
+            cfg = hub_config(self.backbone)
             return f"hub:{cfg.get('hf_hub_id') or cfg.get('url') or cfg.get('file')}"
         if kind == "file":
             p = Path(self.weights).expanduser()
@@ -368,7 +199,7 @@ class Embedder:
         return f"in-domain:{digest}"
 
     def cache_key_parts(self) -> dict:
-        """What the features depend on besides the images (for :class:`~ensemble.cache.FeatureCache`)."""
+        """What the features depend on besides the images (for :class:`~ensemble.features.cache.FeatureCache`)."""
         import timm
 
         return {
@@ -416,33 +247,17 @@ class Embedder:
                 ) from exc
 
     def _create_hub(self, in_chans: int) -> nn.Module:
-        if self.backbone.startswith("hf-hub:"):
-            cfg = {"hf_hub_id": self.backbone[len("hf-hub:"):]}
-        else:
-            cfg = self._hub_cfg()
-        cached = _cached_hub_file(cfg)
-        name = cfg.get("hf_hub_id") or cfg.get("url")
+        cached = resolve_hub_weights(self.backbone)  # raises at once when offline / unreachable
         if cached is not None:
             log.info("using cached hub weights %s", cached)
             return self._create(in_chans, pretrained=True, pretrained_cfg_overlay={"file": cached})
-        fix = ("use weights='random', weights='in-domain' (after fit) or a local weights file "
-               "(weights=PATH.pth/.safetensors), or download the weights once while online")
-        if _hub_offline():
-            raise ValueError(f"hub weights for {self.backbone!r} ({name}) are not in the local cache and "
-                             f"the Hugging Face hub is offline (HF_HUB_OFFLINE); {fix}")
-        endpoint = (os.environ.get("HF_ENDPOINT") or "https://huggingface.co") if cfg.get("hf_hub_id") \
-            else cfg.get("url", "")
-        if not _reachable(endpoint):
-            raise ValueError(f"hub weights for {self.backbone!r} ({name}) are not cached and "
-                             f"{urlparse(endpoint).hostname or endpoint} cannot be reached "
-                             f"(no network?); {fix}")
         try:
             return self._create(in_chans, pretrained=True)
         except ValueError:
             raise
         except Exception as exc:
             raise ValueError(f"downloading hub weights for {self.backbone!r} failed "
-                             f"({type(exc).__name__}: {exc}); {fix}") from exc
+                             f"({type(exc).__name__}: {exc}); {HUB_HINT}") from exc
 
     def _build(self, in_chans: int) -> None:
         """Build the feature model for ``in_chans`` input channels (non-in-domain weights)."""
@@ -455,7 +270,7 @@ class Embedder:
             model = self._create(in_chans)
             if kind == "file":
                 path = Path(self.weights).expanduser()
-                sd = _fit_state_dict(model, load_state_dict_file(path), source=f"weights file {str(path)!r}")
+                sd = fit_state_dict(model, load_state_dict_file(path), source=f"weights file {str(path)!r}")
                 model.load_state_dict(sd, strict=False)
                 self.identity  # noqa: B018  (hash the file now: its digest keys the cache)
         self._set_model(model, in_chans)
@@ -518,32 +333,14 @@ class Embedder:
         if num_classes < 2:
             raise ValueError("in-domain training needs labels of at least 2 classes, got only class 0")
         in_chans = self._in_chans(images)
-        cache = FeatureCache(self.cache_dir)
-        key = cache.key(kind="in-domain-backbone", backbone=self.backbone, image_size=int(self.image_size),
-                        channels=self.channels, in_chans=in_chans, seed=int(self.seed),
-                        epochs=int(self.epochs), lr=float(self.lr), fit_batch_size=int(self.fit_batch_size),
-                        num_classes=num_classes, data=hash_arrays(images, labels),
-                        timm_version=__import__("timm").__version__)
-        path = cache.models_dir / f"{self.backbone.replace('/', '_')}-{key[:24]}.safetensors"
         model = self._create(in_chans, num_classes=num_classes)
         self._set_model(model, in_chans)
-        if path.is_file():
-            from safetensors.torch import load_file
-
-            try:
-                model.load_state_dict(load_file(str(path), device="cpu"))
-                log.info("in-domain %s: reusing trained weights %s", self.backbone, path)
-            except Exception as exc:
-                log.warning("cached in-domain weights %s unreadable (%s); training again", path, exc)
-                path.unlink(missing_ok=True)
-        if not path.is_file():
-            self._train(model, images, labels)
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-            atomic_write(path, lambda p: save_file(state, str(p), metadata={
-                "backbone": self.backbone, "key": key, "format": "gan-ensemble-in-domain/1"}))
-            log.info("in-domain %s: saved trained weights to %s", self.backbone, path)
+        path = fit_in_domain(model, images, labels, prep=self._prep, device=self.device_,
+                             backbone=self.backbone, image_size=int(self.image_size),
+                             channels=self.channels, in_chans=in_chans, seed=int(self.seed),
+                             epochs=int(self.epochs), lr=float(self.lr),
+                             fit_batch_size=int(self.fit_batch_size), num_classes=num_classes,
+                             cache_dir=self.cache_dir)
         self.weights_path_ = path
         # Hash the tensors, not the file: safetensors may order its metadata differently each save.
         self.weights_sha256_ = state_digest(model.state_dict())
@@ -552,47 +349,6 @@ class Embedder:
         self.model_ = model.to(self.device_).eval()
         self.num_features_ = _feature_dim(model)
         return self
-
-    def _train(self, model: nn.Module, images: np.ndarray, labels: np.ndarray) -> None:
-        """A few seeded epochs of Adam + cross-entropy on the preprocessed images."""
-        from tqdm.auto import tqdm
-
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=float(self.lr))
-        shuffle = torch_generator(derive_seed(self.seed, "embed", "in-domain", "shuffle"))
-        y_all = torch.from_numpy(labels)
-        n = len(images)
-        bs = min(int(self.fit_batch_size), n)
-        steps = int(self.epochs) * ((n + bs - 1) // bs)
-        devices = [self.device_.index or 0] if self.device_.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(derive_seed(self.seed, "embed", "in-domain", "train"))
-            bar = tqdm(total=steps, desc=f"in-domain {self.backbone}", unit="step", leave=False)
-            try:
-                for epoch in range(int(self.epochs)):
-                    perm = torch.randperm(n, generator=shuffle)
-                    correct = seen = 0
-                    total_loss = 0.0
-                    for start in range(0, n, bs):
-                        idx = perm[start:start + bs]
-                        if len(idx) < 2 and n > 1:  # BatchNorm cannot train on one sample
-                            continue
-                        x = self._prep(torch.from_numpy(images[idx.numpy()]).to(self.device_))
-                        y = y_all[idx].to(self.device_)
-                        logits = model(x)
-                        loss = F.cross_entropy(logits, y)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        opt.step()
-                        total_loss += float(loss.detach()) * len(idx)
-                        correct += int((logits.argmax(1) == y).sum())
-                        seen += len(idx)
-                        bar.update(1)
-                    log.info("in-domain %s epoch %d/%d: loss %.4f, train accuracy %.3f", self.backbone,
-                             epoch + 1, self.epochs, total_loss / max(seen, 1), correct / max(seen, 1))
-            finally:
-                bar.close()
-        model.eval()
 
     def embed(self, images: np.ndarray, *, progress: bool | None = None) -> np.ndarray:
         """float32 ``(n, D)`` features of uint8 images ``(n, H, W)`` or ``(n, H, W, 3)``.
@@ -638,3 +394,35 @@ class Embedder:
     def dim(self) -> int | None:
         """Feature dimension once the model is built (None before)."""
         return getattr(self, "num_features_", None)
+
+
+#: The constructor parameters that rebuild an :class:`Embedder` (its ``get_params()`` keys).
+EMBEDDER_PARAMS = ("backbone", "weights", "image_size", "channels", "device", "batch_size", "seed",
+                   "epochs", "lr", "fit_batch_size", "cache_dir")
+
+
+def embedder_params(embedder: Embedder) -> tuple[dict, str | None]:
+    """(constructor parameters, in-domain weights file or None) that rebuild ``embedder`` elsewhere."""
+    params = {}
+    for k, v in embedder.get_params(deep=False).items():
+        params[k] = os.fspath(v) if isinstance(v, os.PathLike) else v
+    weights_file = None
+    if embedder.weights_kind == "in-domain":
+        path = getattr(embedder, "weights_path_", None)
+        if path is None:
+            raise ValueError("weights='in-domain' needs training first: call "
+                             "embedder.fit(train_images, train_labels) before scoring")
+        weights_file = os.fspath(path)
+    return params, weights_file
+
+
+def build_embedder(params: Mapping[str, Any], in_domain_weights: str | None = None) -> Embedder:
+    """Rebuild an :class:`Embedder` from :func:`embedder_params` (any machine).
+
+    For ``weights="in-domain"`` the trained backbone is read from ``in_domain_weights`` (in the
+    feature cache, a shared folder on a cluster): the same weights, so the same features.
+    """
+    params = dict(params)
+    if params.get("weights") == "in-domain":
+        params["weights"] = resolve_in_domain_weights(in_domain_weights)
+    return Embedder(**params)

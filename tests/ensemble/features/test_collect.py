@@ -13,9 +13,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from ensemble.cache import FeatureCache
-from ensemble.embed import Embedder
 from ensemble.features import FeatureSet, compute_features, sample_labels
+from ensemble.features.cache import FeatureCache
+from ensemble.features.embedder import Embedder
 from zoo.seeding import derive_seed
 
 GEN_SOURCE = textwrap.dedent('''
@@ -224,7 +224,7 @@ def test_score_cli_writes_tables(zoo, data_root, tmp_path, capsys):
     import argparse
 
     from ensemble.cli import score
-    from ensemble.scores import ScoreTables
+    from ensemble.scoring.tables import ScoreTables
 
     parser = argparse.ArgumentParser(prog="gan-ensemble")
     score.register(parser.add_subparsers(dest="command"))

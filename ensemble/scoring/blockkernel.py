@@ -1,6 +1,6 @@
 """One-pass CPU reduction of a distance block: the comparisons the score tables need.
 
-After each block's matrix product (``g = |b_j|² − 2 a_i·b_j``), :func:`ensemble.metrics.compare_sets`
+After each block's matrix product (``g = |b_j|² − 2 a_i·b_j``), :func:`ensemble.scoring.knn.compare_sets`
 needs, per row and per column, how many ``d² = g + |a_i|²`` fall below a lower threshold and how
 many below an upper one (the two edges of the rounding-error band). As torch ops that is about ten
 passes over the block, as costly as the product itself on a CPU; ``torch.compile`` fuses it to two
@@ -176,7 +176,7 @@ def load():
         log.warning("no C compiler found (set CC): distance blocks are reduced with torch ops instead "
                     "(same values, slower)")
         return None
-    from ensemble.cache import default_cache_root
+    from ensemble.features.cache import default_cache_root
 
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]

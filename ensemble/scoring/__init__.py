@@ -1,0 +1,55 @@
+"""Scoring: k-NN density/coverage (pure), the C block kernel, score tables and building them.
+
+- :mod:`.knn`: pure k-NN metric functions on feature arrays (exact against ``prdc``);
+- :mod:`.blockkernel`: the one-pass C kernel behind :func:`~.knn.compare_sets` on the CPU;
+- :mod:`.tables`: :class:`ScoreTables`, the data the search needs (Intra-d / Inter-d), made
+  from features (:func:`score_features`) or from a zoo catalog (:func:`score_catalog`);
+- :mod:`.build`: the computing behind those two, with its per-generator and pair-block tasks.
+"""
+
+from ensemble.scoring.build import (
+    catalog_fields,
+    feature_fields,
+    pair_blocks,
+    score_generator_task,
+    score_pair_block_task,
+)
+from ensemble.scoring.knn import (
+    PairStats,
+    PreparedFeatures,
+    check_features,
+    check_k,
+    compare_sets,
+    d_score,
+    density_coverage,
+    fake_counts_and_hits,
+    fid,
+    ieee_float32_matmul,
+    knn_radii,
+    prepare_features,
+)
+from ensemble.scoring.tables import INTER_MODES, ScoreTables, score_catalog, score_features
+
+__all__ = [
+    "INTER_MODES",
+    "PairStats",
+    "PreparedFeatures",
+    "ScoreTables",
+    "catalog_fields",
+    "check_features",
+    "check_k",
+    "compare_sets",
+    "d_score",
+    "density_coverage",
+    "fake_counts_and_hits",
+    "feature_fields",
+    "fid",
+    "ieee_float32_matmul",
+    "knn_radii",
+    "pair_blocks",
+    "prepare_features",
+    "score_catalog",
+    "score_features",
+    "score_generator_task",
+    "score_pair_block_task",
+]

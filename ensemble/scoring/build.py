@@ -1,0 +1,249 @@
+"""Building score tables: from features (:func:`score_features`) or from a zoo (:func:`score_catalog`).
+
+:func:`score_features` makes one pass per generator against the real set (its count in the real
+k-NN balls, the real points it covers, its own k-NN radii) and one per generator pair (d in both
+directions) for Inter-d. The passes are tasks (:func:`score_generator_task`,
+:func:`score_pair_block_task` over tiles of pairs from :func:`pair_blocks`) on an
+:mod:`ensemble.parallel` backend: by default ``LocalBackend(n_jobs=1)`` in this process, else
+worker processes or a Dask cluster. It is the one code path, and the tables are identical
+wherever the tasks run. :func:`score_catalog` samples and embeds every generator of a catalog
+(:func:`ensemble.features.compute_features`, cached) and scores the features, with one backend
+for both stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ensemble.features.cache import FeatureCache
+from ensemble.features.collect import compute_features
+from ensemble.parallel import Backend, using_backend
+from ensemble.scoring.knn import (
+    PreparedFeatures,
+    check_features,
+    check_k,
+    compare_sets,
+    d_score,
+    knn_radii,
+    prepare_features,
+)
+
+__all__ = [
+    "feature_fields",
+    "catalog_fields",
+    "score_generator_task",
+    "score_pair_block_task",
+    "pair_blocks",
+]
+
+log = logging.getLogger(__name__)
+
+
+def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarray], *, k: int = 5,
+                   inter_mode: str = "symmetric", pairwise: bool = True,
+                   real_radii: np.ndarray | None = None, meta: dict | None = None,
+                   device: str = "auto", progress: bool = True, backend: Any = None) -> dict:
+    """The fields of score tables from embeddings: one pass per generator, one per generator pair.
+
+    Returns the keyword arguments of :class:`~ensemble.scoring.tables.ScoreTables` (this module
+    computes, the tables module holds the data: it never imports this one's caller back).
+
+    ``real_features`` float32 ``(N, D)``; ``fake_features`` ``{name: (M_g, D)}``; ``k`` of the
+    k-NN radii; ``inter_mode`` one of :data:`~ensemble.scoring.tables.INTER_MODES`;
+    ``pairwise=False`` skips Inter-d; ``real_radii`` reuses the real k-NN radii. ``backend`` (an
+    :mod:`ensemble.parallel` backend or its name; default in this process) runs the
+    per-generator passes and blocks of generator pairs as tasks; the tables do not depend on it.
+    """
+    if inter_mode not in ("symmetric", "first-name"):
+        raise ValueError(f"unknown inter_mode {inter_mode!r}; use one of symmetric, first-name")
+    check_k(k)
+    if not isinstance(fake_features, dict) or not fake_features:
+        raise ValueError("fake_features must be a non-empty dict {generator name: features}")
+    real = check_features(real_features, "real features", min_rows=k + 1)
+    names = [str(n) for n in fake_features]
+    fakes = {}
+    for n in names:
+        f = check_features(fake_features[n], f"features of generator {n!r}", min_rows=1)
+        if f.shape[1] != real.shape[1]:
+            raise ValueError(
+                f"features of generator {n!r} have dimension {f.shape[1]} but real have "
+                f"{real.shape[1]}; embed all images with the same backbone"
+            )
+        if pairwise and len(f) < k + 1:
+            raise ValueError(f"generator {n!r} has {len(f)} samples; Inter-d needs at least k+1 = {k + 1}")
+        fakes[n] = f
+    p = len(names)
+    pr = prepare_features(real, device=device, name="real features")
+    radii = knn_radii(pr, k) if real_radii is None else np.asarray(real_radii, np.float32)
+    counts = np.zeros(p, np.int64)
+    n_fake = np.array([len(fakes[n]) for n in names], np.int64)
+    hits = np.zeros((len(real), p), bool)
+    directed = np.full((p, p), np.nan)
+    with using_backend(backend) as b:
+        _fill_tables(b, real, radii, pr.center.cpu().numpy(), [fakes[n] for n in names], names,
+                     k=k, pairwise=pairwise, device=device, progress=progress, counts=counts,
+                     hits=hits, directed=directed)
+    density = counts / (k * n_fake)
+    coverage = hits.mean(0)
+    folded = _fold(directed, names, inter_mode)
+    meta = dict(meta or {})
+    meta.update({"inter_mode": inter_mode})
+    return dict(names=names, k=k, n_real=len(real), counts=counts, n_fake=n_fake, hits=hits,
+                density=density, coverage=coverage, d=d_score(density, coverage),
+                pairwise=folded, pairwise_directed=directed, meta=meta)
+
+
+def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
+                  n_samples: int | None = None, k: int = 5, seed: int = 0,
+                  cache_dir: str | os.PathLike | None = None, per_class: bool = False,
+                  real_labels: np.ndarray | None = None, names: list[str] | None = None,
+                  inter_mode: str = "symmetric", class_names: list[str] | None = None,
+                  backend: Any = None, progress: bool = True) -> dict:
+    """Sample every catalog generator, embed (cached by content), and compute the tables' fields.
+
+    ``n_samples=None`` takes as many samples per generator as there are real images (the
+    reference protocol). ``per_class=True`` also builds one set of tables per class
+    (``by_class``: ``{class name: fields}``), which needs ``real_labels``. ``backend``: one backend (one cluster client)
+    for the sampling/embedding and the scoring tasks (default: in this process).
+    """
+    if per_class and real_labels is None:
+        raise ValueError("per_class=True needs real_labels (the class of each real image)")
+    with using_backend(backend) as b:
+        fs = compute_features(catalog, real_images, embedder, names=names, n_samples=n_samples,
+                              seed=seed, cache=FeatureCache(cache_dir), per_class=per_class,
+                              real_labels=real_labels, progress=progress, backend=b)
+        meta = dict(fs.meta)
+        meta.update({"k": k, "seed": seed})
+        tables = feature_fields(fs.real, fs.fake, k=k, inter_mode=inter_mode, meta=meta,
+                                device=getattr(embedder, "device", "auto"), progress=progress,
+                                backend=b)
+        if per_class:
+            labels = np.asarray(fs.real_labels if fs.real_labels is not None else real_labels)
+            classes = sorted(set(labels.tolist()))
+            for c in classes:
+                cname = class_names[c] if class_names is not None else str(c)
+                fake_c = {n: f[fs.fake_labels[n] == c] for n, f in fs.fake.items()}
+                tables.setdefault("by_class", {})[cname] = feature_fields(
+                    fs.real[labels == c], fake_c, k=k, inter_mode=inter_mode,
+                    meta={**meta, "class": cname}, progress=progress, backend=b)
+    return tables
+
+
+# --------------------------------------------------------------------------- the passes
+
+
+def _score_generator(pr: PreparedFeatures, radii: np.ndarray, pf: PreparedFeatures, *, k: int,
+                     name: str, pairwise: bool) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """One generator against real: (count in real balls, real points covered, own k-NN radii)."""
+    st = compare_sets(pr, pf, radii_a=radii, need=("rows_a",))
+    fr = knn_radii(pf, k, name=f"samples of {name!r}") if pairwise else None
+    return st.count_a, st.rows_a, fr
+
+
+def _score_pair(pg: PreparedFeatures, ph: PreparedFeatures, rg: np.ndarray, rh: np.ndarray,
+                n_g: int, n_h: int, k: int) -> tuple[float, float]:
+    """(d(S_g, S_h), d(S_h, S_g)) from one pass over the distances between two generators."""
+    st = compare_sets(pg, ph, radii_a=rg, radii_b=rh, need=("rows_a", "cols_b"))
+    # reference g: density of S_h in S_g's balls, coverage of S_g's points by S_h
+    return (d_score(st.count_a / (k * n_h), st.rows_a.mean()),
+            d_score(st.count_b / (k * n_g), st.cols_b.mean()))
+
+
+def _fold(directed: np.ndarray, names: list[str], mode: str) -> np.ndarray:
+    if mode == "symmetric":
+        folded = 0.5 * (directed + directed.T)
+    else:  # "first-name": the generator whose name sorts first is the reference
+        p = len(names)
+        folded = np.full((p, p), np.nan)
+        for g in range(p):
+            for h in range(p):
+                if g != h:
+                    ref, other = (g, h) if names[g] <= names[h] else (h, g)
+                    folded[g, h] = directed[ref, other]
+    np.fill_diagonal(folded, np.nan)
+    return folded
+
+
+# --------------------------------------------------------------------------- the tasks
+
+
+def pair_blocks(p: int, n_workers: int = 1) -> list[list[tuple[int, int]]]:
+    """Split the pairs (g, h), g < h, of ``p`` generators into tiles of contiguous groups.
+
+    A tile (groups i <= j) needs only the features of its two groups, so blocks move little data;
+    about ``8 × n_workers`` blocks, largest first, keep every worker busy to the end.
+    """
+    if p < 2:
+        return []
+    n_groups = max(1, min(p, math.ceil(math.sqrt(16 * max(1, n_workers)))))
+    bounds = np.linspace(0, p, n_groups + 1).round().astype(int)
+    groups = [range(bounds[i], bounds[i + 1]) for i in range(n_groups) if bounds[i + 1] > bounds[i]]
+    blocks = []
+    for i, gi in enumerate(groups):
+        for gj in groups[i:]:
+            pairs = [(g, h) for g in gi for h in gj if g < h]
+            if pairs:
+                blocks.append(pairs)
+    return sorted(blocks, key=len, reverse=True)  # stable: equal sizes keep their order
+
+
+def score_generator_task(item: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """One generator against the real set: (count, hits (N,), the generator's k-NN radii or None)."""
+    pr = prepare_features(item["real"], center=item["center"], device=item["device"],
+                          name="real features")
+    pf = prepare_features(item["fake"], center=pr.center, device=pr.c32.device, name=item["name"])
+    count, hits, fr = _score_generator(pr, item["radii"], pf, k=item["k"], name=item["name"],
+                                       pairwise=item["pairwise"])
+    return int(count), np.asarray(hits, bool), fr
+
+
+def score_pair_block_task(item: Mapping[str, Any]) -> list[tuple[int, int, float, float]]:
+    """d in both directions for a block of generator pairs: ``[(g, h, d(S_g,S_h), d(S_h,S_g))]``.
+
+    ``item["fakes"]``/``["radii"]``/``["n_fake"]``: ``[(g, value), ...]`` for the generators of
+    the block; ``center``: the real features' centre (every set is centred on it).
+    """
+    feats, radii, n_fake = dict(item["fakes"]), dict(item["radii"]), dict(item["n_fake"])
+    prepared = {g: prepare_features(f, center=item["center"], device=item["device"], name=f"generator {g}")
+                for g, f in feats.items()}
+    out = []
+    for g, h in item["pairs"]:
+        d_gh, d_hg = _score_pair(prepared[g], prepared[h], radii[g], radii[h], n_fake[g],
+                                 n_fake[h], item["k"])
+        out.append((int(g), int(h), float(d_gh), float(d_hg)))
+    return out
+
+
+def _fill_tables(backend: Backend, real: np.ndarray, radii: np.ndarray, center: np.ndarray,
+                 fakes: Sequence[np.ndarray], names: Sequence[str], *, k: int, pairwise: bool,
+                 device: Any, progress: bool, counts: np.ndarray, hits: np.ndarray,
+                 directed: np.ndarray) -> None:
+    """Fill ``counts``, ``hits`` and ``directed`` (score-table arrays) with tasks on ``backend``."""
+    p = len(names)
+    dev = device if isinstance(device, str) else str(device)
+    real_h, radii_h, center_h, *fake_h = backend.scatter([real, radii, center, *fakes])
+    items = [{"real": real_h, "radii": radii_h, "center": center_h, "fake": fake_h[g],
+              "name": names[g], "k": k, "pairwise": pairwise, "device": dev} for g in range(p)]
+    fradii = []
+    for g, (count, hit, fr) in enumerate(backend.map(score_generator_task, items,
+                                                     desc="score vs real" if progress else None)):
+        counts[g], hits[:, g] = count, hit
+        fradii.append(fr)
+    if not pairwise:
+        return
+    n_fake = [len(f) for f in fakes]
+    items = []
+    for pairs in pair_blocks(p, backend.n_workers):
+        gens = sorted({g for pair in pairs for g in pair})
+        items.append({"fakes": [(g, fake_h[g]) for g in gens], "radii": [(g, fradii[g]) for g in gens],
+                      "n_fake": [(g, np.int64(n_fake[g])) for g in gens], "pairs": pairs,
+                      "center": center_h, "k": k, "device": dev})
+    for block in backend.map(score_pair_block_task, items, desc="score pairs" if progress else None):
+        for g, h, d_gh, d_hg in block:
+            directed[g, h], directed[h, g] = d_gh, d_hg
