@@ -620,7 +620,7 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
     images per epoch, a member uniformly, then one of its images. ``pool`` defaults to every
     catalog generator with the ensemble's image shape and number of classes.
     """
-    from ensemble.selected import Ensemble
+    from ensemble.search import Ensemble
     from ensemble.synth import _as_shape, _member_list, sample_ensemble
 
     members, _ = _member_list(ensemble)

@@ -190,7 +190,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     from ensemble.grids import save_grid
     from ensemble.plots import plot_front, plot_history
     from ensemble.scores import ScoreTables
-    from ensemble.search import EnsembleSearch
+    from ensemble.search import EnsembleSearch, save_search_outputs
     from ensemble.synth import sample_ensemble
     from zoo import Catalog, train
     from zoo.train import default_run_name
@@ -260,9 +260,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         selected = search.select(cfg.rule)
         selected.meta.update({"dataset": cfg.dataset, "root_seed": cfg.seed, "k": cfg.k,
                               "backbone": cfg.backbone, "weights": cfg.weights})
-        search.front_.assign(members=search.front_["members"].map(" ".join)).to_csv(out / "front.csv", index=False)
-        search.history_.to_csv(out / "history.csv", index=False)
-        selected.save(out / "selected.json")
+        save_search_outputs(search, out, selected=selected, plots=False)
         plot_front(search, selected=selected, path=figs / "pareto.png")
         plot_history(search, path=figs / "history.png")
         rules = _compare_rules(search)

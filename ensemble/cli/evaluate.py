@@ -58,7 +58,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ensemble.data import load_dataset
     from ensemble.downstream import build_arms, compare, plot_comparison, resize_images, summarize
-    from ensemble.selected import Ensemble
+    from ensemble.search import Ensemble
     from ensemble.synth import _as_shape
     from zoo.catalog import Catalog
     from zoo.io import atomic_write

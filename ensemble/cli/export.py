@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ensemble.export import export_dataset
-    from ensemble.selected import Ensemble
+    from ensemble.search import Ensemble
     from ensemble.synth import default_n_per_class, sample_ensemble
     from zoo.catalog import Catalog
 

@@ -11,7 +11,7 @@ import pytest
 
 import ensemble.export as export_mod
 from ensemble.export import class_folder_names, export_dataset, list_formats
-from ensemble.selected import Ensemble
+from ensemble.search import Ensemble
 from ensemble.synth import sample_ensemble
 
 HERE = Path(__file__).resolve().parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble.selected import Ensemble
+from ensemble.search import Ensemble
 from ensemble.synth import PROVENANCE_COLUMNS, SyntheticSamples, allocate, sample_ensemble
 from zoo.seeding import derive_seed
 
