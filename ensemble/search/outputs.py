@@ -7,8 +7,8 @@ notebooks all write through :func:`save_search_outputs` and read through :func:`
 the same whoever made them.
 
 Formats (CSV with a header row, written atomically by ``pandas.DataFrame.to_csv``; floats are
-written as their shortest round-trip repr and read with pandas' round-trip parser, so values read
-back exactly):
+written as their shortest round-trip repr and pandas' default parser reads them back exactly; a
+test checks it):
 
 - ``front.csv``: columns ``members, size, intra_d, inter_d``, one row per ensemble on the Pareto
   front in ``EnsembleSearch.front_`` order (Intra-d descending, then Inter-d ascending, then size
@@ -101,7 +101,7 @@ def _read_csv(path: str | os.PathLike, what: str, columns: tuple[str, ...]) -> p
         p = p / what
     if not p.is_file():
         raise FileNotFoundError(f"{what} file {str(p)!r} not found; run `gan-ensemble search` first")
-    df = pd.read_csv(p, float_precision="round_trip")
+    df = pd.read_csv(p)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{p} lacks the column(s) {missing}; is it a {what} from `gan-ensemble search`?")
