@@ -615,12 +615,12 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
     ``naive (all pooled)`` and ``random-ensemble-<i>`` (``n_random`` random sets of |G*| members).
 
     Every pool generator is sampled once (``n_per_class`` images per class, default
-    ceil(|real train| / classes), seed as in :func:`ensemble.synth.sample_ensemble`) and the arms
+    ceil(|real train| / classes), seed as in :func:`ensemble.synthesis.sample.sample_ensemble`) and the arms
     share those images; each synthetic arm draws ``samples_per_epoch`` (default |real train|)
     images per epoch, a member uniformly, then one of its images. ``pool`` defaults to every
     catalog generator with the ensemble's image shape and number of classes.
     """
-    from ensemble.selected import Ensemble
+    from ensemble.search.result import Ensemble
     from ensemble.synthesis.sample import ensemble_members, parse_image_shape, sample_ensemble
 
     members, _ = ensemble_members(ensemble)

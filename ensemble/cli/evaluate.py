@@ -58,7 +58,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ensemble.data import load_dataset
     from ensemble.downstream import build_arms, compare, plot_comparison, resize_images, summarize
-    from ensemble.selected import Ensemble
+    from ensemble.search.result import Ensemble
     from ensemble.synthesis.sample import parse_image_shape
     from zoo.catalog import Catalog
     from zoo.io import atomic_write

@@ -36,8 +36,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ensemble.search.result import Ensemble
     from ensemble.seeds import export_seed
-    from ensemble.selected import Ensemble
     from ensemble.synthesis.export import export_dataset
     from ensemble.synthesis.sample import default_n_per_class, sample_ensemble
     from zoo.catalog import Catalog

@@ -8,7 +8,10 @@ Examples::
     gan-ensemble search --tables out/tables.npz --out out/search --rule smallest-within --tol 0.02
 
 Writes ``front.csv`` (members as JSON lists), ``selected.json``, ``pareto.png``,
-``hypervolume.png``, ``history.csv`` and ``evaluated.csv`` into ``--out``.
+``hypervolume.png``, ``history.csv`` and ``evaluated.csv`` into ``--out`` through
+:func:`ensemble.search.save_search_outputs`. ``--seed`` is the root seed of the run: the search
+gets ``ensemble.seeds.search_seed(seed)``, exactly as ``gan-ensemble quickstart`` does, so the
+stage commands and quickstart give the same front for the same seed.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ def _weights(text: str) -> tuple[float, float]:
 def _run(args: argparse.Namespace) -> int:
     from ensemble.scoring.tables import ScoreTables
     from ensemble.search import EnsembleSearch, check_rule_params, list_rules, save_search_outputs
+    from ensemble.seeds import search_seed
 
     if args.rule not in list_rules():
         raise ValueError(f"unknown selection rule {args.rule!r}; known rules: {', '.join(list_rules())}")
@@ -44,17 +48,18 @@ def _run(args: argparse.Namespace) -> int:
     check_rule_params(args.rule, rule_params)
     tables = ScoreTables.load(args.tables)
     search = EnsembleSearch(
-        algorithm=args.algorithm, pop_size=args.pop_size, n_gen=args.n_gen, seed=args.seed,
+        algorithm=args.algorithm, pop_size=args.pop_size, n_gen=args.n_gen, seed=search_seed(args.seed),
         min_size=args.min_size, max_size=args.max_size, crossover=args.crossover,
         mutation_prob=args.mutation_prob, init_density=args.init_density, n_evals=args.n_evals,
         progress=sys.stderr.isatty(),
     ).fit(tables)
     selected = search.select(args.rule, **rule_params)
+    selected.meta["root_seed"] = args.seed
     paths = save_search_outputs(search, args.out, selected, evaluated=not args.no_evaluated)
     if selected.note:
         print(f"note: {selected.note}")
     print(f"front: {len(search.front_)} ensembles from {search.n_evals_:,} evaluations "
-          f"({search.algorithm}, seed {search.seed}, hypervolume {search.hypervolume_:.4f}); "
+          f"({search.algorithm}, root seed {args.seed}, hypervolume {search.hypervolume_:.4f}); "
           f"G* ({selected.rule}): {selected.size} members, Intra-d {selected.intra_d:.4f}, "
           f"Inter-d {selected.inter_d:.4f}: {', '.join(selected.members)}")
     print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")

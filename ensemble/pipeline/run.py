@@ -94,8 +94,10 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     from ensemble.plots import plot_front, plot_history
     from ensemble.scoring.tables import ScoreTables
     from ensemble.search import EnsembleSearch
+    from ensemble.search.outputs import save_search_outputs
     from ensemble.synthesis.sample import balanced_n_per_class, sample_ensemble
-    from zoo import Catalog, train
+    from ensemble.zoo_training import DataSpec, train_zoo
+    from zoo import Catalog
     from zoo.train import default_run_name
 
     cfg = config
@@ -119,20 +121,11 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         runs = [{"arch": arch, "name": default_run_name(arch, hp),
                  "seed": seeds.zoo_seed(cfg.seed, arch, hp), **hp}
                 for arch, hp in _zoo_runs(cfg)]
-        if backend is None:
-            for r in runs:
-                r = dict(r)
-                train(r.pop("arch"), train_ds.images, train_ds.labels, out_dir=zoo_dir,
-                      iterations=cfg.iterations, snapshots=list(cfg.snapshots),
-                      batch_size=cfg.batch_size, device=cfg.device, dataset=cfg.dataset, **r)
-        else:
-            from ensemble.zoo_training import DataSpec, train_zoo
-
-            train_zoo(runs, out_dir=zoo_dir,
-                      data=DataSpec.resolve(cfg.dataset, split="train", root=cfg.data_root),
-                      iterations=cfg.iterations, snapshots=list(cfg.snapshots),
-                      batch_size=cfg.batch_size, device=cfg.device, dataset_name=cfg.dataset,
-                      backend=backend, progress=progress)
+        train_zoo(runs, out_dir=zoo_dir,
+                  data=DataSpec.resolve(cfg.dataset, split="train", root=cfg.data_root),
+                  iterations=cfg.iterations, snapshots=list(cfg.snapshots),
+                  batch_size=cfg.batch_size, device=cfg.device, dataset_name=cfg.dataset,
+                  backend=backend, progress=progress)
         catalog = Catalog(zoo_dir)
         st.cached = len(catalog) == before and before > 0
     res.paths["zoo"] = zoo_dir
@@ -154,7 +147,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
             tables = ScoreTables.compute(catalog, score_ds.images, embedder, n_samples=cfg.n_samples,
                                          k=cfg.k, seed=seeds.score_seed(cfg.seed),
                                          cache_dir=out / "cache", progress=progress, backend=backend)
-            tables.meta["pipeline_key"] = score_key
+            tables.meta.update({"dataset": cfg.dataset, "zoo": str(zoo_dir), "pipeline_key": score_key})
             tables.save(tables_path)
     res.paths["tables"] = tables_path
 
@@ -162,11 +155,8 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         search = EnsembleSearch(pop_size=cfg.pop_size, n_gen=cfg.n_gen, min_size=cfg.min_size,
                                 seed=seeds.search_seed(cfg.seed)).fit(tables)
         selected = search.select(cfg.rule)
-        selected.meta.update({"dataset": cfg.dataset, "root_seed": cfg.seed, "k": cfg.k,
-                              "backbone": cfg.backbone, "weights": cfg.weights})
-        search.front_.assign(members=search.front_["members"].map(" ".join)).to_csv(out / "front.csv", index=False)
-        search.history_.to_csv(out / "history.csv", index=False)
-        selected.save(out / "selected.json")
+        selected.meta["root_seed"] = cfg.seed
+        save_search_outputs(search, out, selected=selected, plots=False)
         plot_front(search, selected=selected, path=figs / "pareto.png")
         plot_history(search, path=figs / "history.png")
         rules = _compare_rules(search)

@@ -1,6 +1,6 @@
 """Sample a class-balanced synthetic dataset from an ensemble of generators.
 
-:func:`sample_ensemble` asks every member of an ensemble (a :class:`~ensemble.selected.Ensemble`
+:func:`sample_ensemble` asks every member of an ensemble (a :class:`~ensemble.search.Ensemble`
 or a list of catalog names) for its share of images of every class. Each member is sampled once,
 with all of its labels, from the seed ``ensemble.seeds.member_sample_seed(seed, name)``, so the same root seed
 gives the same bytes whatever else changes, and a member's images do not depend on which other
@@ -239,7 +239,7 @@ def allocate(class_counts: np.ndarray, n_members: int,
 
 def ensemble_members(ensemble) -> tuple[list[str], dict]:
     """Member names of an :class:`~ensemble.search.Ensemble` or a list of names, and a record of it."""
-    from ensemble.selected import Ensemble
+    from ensemble.search.result import Ensemble
 
     if isinstance(ensemble, Ensemble):
         return list(ensemble.members), {
@@ -276,7 +276,7 @@ def sample_ensemble(ensemble, catalog, n_per_class: int | None = None,
                     class_names: Sequence[str] | None = None) -> SyntheticSamples:
     """Sample a labelled synthetic dataset from the ensemble's members (see the module docstring).
 
-    ``ensemble``: an :class:`~ensemble.selected.Ensemble` or a list of catalog names; ``catalog``:
+    ``ensemble``: an :class:`~ensemble.search.Ensemble` or a list of catalog names; ``catalog``:
     a :class:`zoo.catalog.Catalog`. Give ``n_per_class`` (class-balanced) or ``class_counts``.
     ``member_weights`` (one per member, or ``{name: weight}``) shares each class among the members
     unequally; by default equally. All members must agree on image shape and number of classes.

@@ -26,7 +26,7 @@ from ensemble.downstream import (
     summarize,
     train_classifier,
 )
-from ensemble.selected import Ensemble
+from ensemble.search import Ensemble
 
 HERE = Path(__file__).resolve().parent
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ensemble.cli import main
 from ensemble.pipeline import make_config, run_pipeline
+from ensemble.search import load_evaluated, load_front, load_selected
 
 
 def test_pipeline_produces_every_artefact(tiny_run):
@@ -30,6 +31,17 @@ def test_pipeline_produces_every_artefact(tiny_run):
     report = (out / "report.md").read_text()
     assert "| zoo |" in report and "G\\*" in report and "figures/pareto.png" in report
     assert set(res.timings) == {"data", "zoo", "score", "search", "export", "downstream"}
+
+
+def test_pipeline_search_files_read_back(tiny_run):
+    """quickstart writes its front through save_search_outputs: load_front reads it (issue 12)."""
+    out, res = tiny_run
+    front = load_front(out / "front.csv")
+    assert all(isinstance(m, list) and len(m) == n for m, n in zip(front["members"], front["size"], strict=True))
+    sel = load_selected(out)
+    assert sel.members == res.selected.members and sel.members in front["members"].tolist()
+    assert front["intra_d"].max() == sel.intra_d
+    assert len(load_evaluated(out)) >= len(front)
 
 
 def test_second_run_reuses_every_stage(tiny_run, data_root):

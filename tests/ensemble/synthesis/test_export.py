@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import ensemble.synthesis.formats as formats_mod
+from ensemble.search.result import Ensemble
 from ensemble.seeds import export_seed
-from ensemble.selected import Ensemble
 from ensemble.synthesis.export import export_dataset
 from ensemble.synthesis.formats import class_folder_names, list_export_formats
 from ensemble.synthesis.sample import sample_ensemble

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ensemble.selected import Ensemble
+from ensemble.search.result import Ensemble
 from ensemble.synthesis.sample import (
     PROVENANCE_COLUMNS,
     SyntheticSamples,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ensemble.selected import Ensemble
+from ensemble.search import Ensemble
 
 
 def test_round_trip(tmp_path):

@@ -1,6 +1,9 @@
 """The selected ensemble G*: member names, objective values, and how it was chosen.
 
-Saved as ``selected.json``; read by the export and downstream stages.
+:class:`Ensemble` is the record; its ``selected.json`` form (``to_dict``, sorted keys, two-space
+indent) is written by :meth:`Ensemble.save` and read by :meth:`Ensemble.load`, the one writer and
+reader of that file (:mod:`ensemble.search.outputs` goes through them). The export and downstream
+stages read it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ class Ensemble:
 
     @property
     def size(self) -> int:
+        """Number of members."""
         return len(self.members)
 
     def to_dict(self) -> dict:
+        """The JSON-able fields, as written to ``selected.json``."""
         return asdict(self)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -48,6 +53,11 @@ class Ensemble:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Ensemble:
+        """Read a ``selected.json`` (unknown keys are ignored).
+
+        Raises:
+            FileNotFoundError: no such file. ValueError: not JSON, or no ``members`` list.
+        """
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"selected-ensemble file {str(p)!r} not found; run `gan-ensemble search` first")
