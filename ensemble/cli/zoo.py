@@ -80,9 +80,11 @@ def _snapshots(text: str | None, iterations: int) -> list[int]:
 
 def _train(args: argparse.Namespace) -> int:
     from ensemble.parallel import backend_from_args
+    from ensemble.seeds import zoo_seed
     from ensemble.zoo_training import DataSpec, train_zoo
     from zoo.catalog import Catalog
     from zoo.registry import get_architecture, list_architectures
+    from zoo.train import default_run_name
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if not families:
@@ -112,7 +114,10 @@ def _train(args: argparse.Namespace) -> int:
     del ds
     runs = []
     for arch in archs:
-        run: dict[str, object] = {"arch": arch.name, **hparams}
+        # the same names and per-run seeds as quickstart's zoo stage (ensemble.seeds)
+        run: dict[str, object] = {"arch": arch.name, **hparams,
+                                  "seed": zoo_seed(args.seed, arch.name, hparams),
+                                  "name": default_run_name(arch.name, hparams, args.seed)}
         if args.name:
             run["name"] = args.name if len(archs) == 1 else f"{args.name}-{arch.name}"
         runs.append(run)

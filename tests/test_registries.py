@@ -1,0 +1,168 @@
+"""One contract test over every name of every registry (``zoo.registry.Registry``).
+
+Every module of both packages is imported first, so every registry exists and its built-in
+entries are registered; the cases are then collected from the registries themselves: a newly
+registered entry is tested without anyone adding it to a list, and a new kind of registry fails
+here until it has a contract below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import numpy as np
+import pytest
+import torch
+
+import ensemble
+import zoo
+from zoo.registry import get_registry, list_registries
+
+
+def _import_all() -> None:
+    for pkg in (zoo, ensemble):
+        for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+            if info.name.endswith("__main__"):
+                continue
+            importlib.import_module(info.name)
+
+
+_import_all()
+CASES = [(kind, name) for kind in list_registries() for name in get_registry(kind).list()]
+
+
+def test_registries_found():
+    kinds = set(list_registries())
+    assert {"architecture", "backend", "search algorithm", "selection rule", "export format"} <= kinds
+    assert len(CASES) >= 20
+
+
+@pytest.fixture(scope="module")
+def toy_tables():
+    from ensemble.scoring.tables import ScoreTables
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(120, 8)).astype(np.float32)
+    fakes = {f"g{i}": (rng.normal(size=(60, 8)) * (0.6 + 0.2 * i) + 0.3 * i).astype(np.float32)
+             for i in range(6)}
+    return ScoreTables.from_features(real, fakes, k=5, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fitted(toy_tables):
+    from ensemble.search import EnsembleSearch
+
+    return EnsembleSearch(algorithm="exhaustive", seed=0, progress=False).fit(toy_tables)
+
+
+def _check_architecture(name, arch, request):
+    from zoo.registry import create_discriminator, create_generator
+
+    cfg = {"num_classes": 2, "image_size": 28, "channels": 1}
+    g = create_generator(name, cfg)
+    d = create_discriminator(name, cfg)
+    z = torch.randn(3, int(arch.defaults["latent_dim"]))
+    y = torch.tensor([0, 1, 0])
+    with torch.no_grad():
+        x = g.eval()(z, y)
+        out = d.eval()(x, y)
+    assert x.shape == (3, 1, 28, 28)
+    logits = out[0] if isinstance(out, tuple) else out
+    assert logits.reshape(-1).shape == (3,)
+
+
+def _square(v):
+    return v * v
+
+
+def _check_backend(name, cls, request):
+    from ensemble.parallel import get_backend
+
+    if name != "dask":
+        with get_backend(name) as b:
+            assert b.map(_square, [1, 2, 3]) == [1, 4, 9]
+        return
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        with get_backend(name, scheduler=client) as b:
+            assert b.map(_square, [1, 2, 3]) == [1, 4, 9]
+
+
+def _check_algorithm(name, fn, request):
+    from ensemble.search import EnsembleSearch
+
+    tables = request.getfixturevalue("toy_tables")
+    s = EnsembleSearch(algorithm=name, pop_size=12, n_gen=4, seed=0, progress=False).fit(tables)
+    assert len(s.front_) >= 1
+    sizes = s.front_["members"].map(len)
+    assert (sizes >= 2).all()
+    again = EnsembleSearch(algorithm=name, pop_size=12, n_gen=4, seed=0, progress=False).fit(tables)
+    assert s.front_["members"].tolist() == again.front_["members"].tolist()  # seeded
+
+
+def _check_rule(name, fn, request):
+    search = request.getfixturevalue("fitted")
+    e = search.select(name)
+    assert e.rule == name and len(e.members) >= 2
+    assert any(list(m) == e.members for m in search.front_["members"])
+
+
+def _check_export_format(name, writer, request):
+    import pandas as pd
+
+    from ensemble.synthesis import SyntheticSamples, export_dataset
+
+    tmp = request.getfixturevalue("tmp_path")
+    n = 6
+    labels = np.array([0, 1] * 3)
+    prov = pd.DataFrame({"generator": "g", "name": "g@1", "iteration": 1, "seed": 0,
+                         "index": np.arange(n), "label": labels})
+    s = SyntheticSamples(np.full((n, 8, 8), 7, np.uint8), labels, ["a", "b"], prov, {"members": ["g@1"]})
+    out = export_dataset(s, tmp / name, formats=[name])
+    assert (out / "meta.json").is_file() and (out / "manifest.csv").is_file()
+    assert any(p.is_file() and p.name not in ("meta.json", "manifest.csv") for p in out.rglob("*"))
+
+
+def _check_classifier(name, factory, request):
+    from ensemble.downstream import create_classifier
+
+    model = create_classifier(name, in_channels=1, num_classes=2).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 1, 28, 28))
+    assert out.shape == (2, 2)
+
+
+def _check_objective(name, fn, request):
+    tables = request.getfixturevalue("toy_tables")
+    masks = np.zeros((3, len(tables.names)), bool)
+    masks[0, :2] = masks[1, 1:4] = masks[2, :] = True
+    values = np.asarray(fn(tables, masks), dtype=float)
+    assert values.shape == (3,) and np.isfinite(values).all()
+
+
+CONTRACTS = {
+    "architecture": _check_architecture,
+    "backend": _check_backend,
+    "search algorithm": _check_algorithm,
+    "selection rule": _check_rule,
+    "export format": _check_export_format,
+    "downstream classifier": _check_classifier,
+    "objective": _check_objective,
+}
+
+
+@pytest.mark.parametrize("kind,name", CASES, ids=[f"{k}:{n}" for k, n in CASES])
+def test_registry_entry_honours_its_contract(kind, name, request):
+    assert kind in CONTRACTS, f"registry {kind!r} has no contract in tests/test_registries.py: add one"
+    CONTRACTS[kind](name, get_registry(kind).get(name), request)
+
+
+@pytest.mark.parametrize("kind", list_registries())
+def test_unknown_names_list_the_known_ones(kind):
+    reg = get_registry(kind)
+    with pytest.raises(ValueError, match="known: ") as err:
+        reg.get("no-such-entry")
+    for name in reg.list():
+        assert name in str(err.value)
