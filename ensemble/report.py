@@ -2,16 +2,20 @@
 
 Reports (a study's ``REPORT.md``) are plain text built from data frames; these helpers give every
 report the same table syntax and the same way of writing missing values, p-values and durations.
+:func:`changed_settings` names the settings in which two runs differ (a report lists a run's
+departures from a reference protocol; a resumable run refuses a folder made with other settings).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["markdown_table", "fmt_number", "fmt_p", "fmt_seconds"]
+__all__ = ["markdown_table", "fmt_number", "fmt_p", "fmt_seconds", "changed_settings"]
 
 
 def markdown_table(df: pd.DataFrame, floatfmt: str | None = None) -> str:
@@ -63,3 +67,15 @@ def fmt_seconds(sec: float) -> str:
     if sec < 3 * 86400:
         return f"{sec / 3600:.1f} h"
     return f"{sec / 86400:.1f} days"
+
+
+def changed_settings(old: Mapping, new: Mapping, *, skip: Collection[str] = ()) -> list[str]:
+    """Keys (outside ``skip``) whose values differ between two settings dicts, in first-seen order.
+
+    Values compare by their JSON text (sorted keys), so tuples equal lists and nested dicts
+    compare by content; a key missing on one side differs unless the other side holds None.
+    """
+    keys = list(old) + [k for k in new if k not in old]
+    return [k for k in keys if k not in skip
+            and json.dumps(old.get(k), sort_keys=True, default=str)
+            != json.dumps(new.get(k), sort_keys=True, default=str)]

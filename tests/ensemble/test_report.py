@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ensemble.report import fmt_number, fmt_p, fmt_seconds, markdown_table
+from ensemble.report import changed_settings, fmt_number, fmt_p, fmt_seconds, markdown_table
 
 
 def test_markdown_table_plain_and_with_a_float_format():
@@ -21,3 +21,10 @@ def test_number_formats():
     assert fmt_p(0.0123) == "0.012" and fmt_p(0.00012) == "1.2e-04" and fmt_p(float("nan")) == "n/a"
     assert [fmt_seconds(s) for s in (42, 300, 7200, 3 * 86400)] == ["42 s", "5.0 min", "2.0 h", "3.0 days"]
     assert fmt_seconds(float("nan")) == "n/a"
+
+
+def test_changed_settings_in_first_seen_order_by_value():
+    old = {"a": 1, "b": (1, 2), "c": {"x": 1, "y": 2}, "d": 5}
+    new = {"b": [1, 2], "a": 2, "c": {"y": 2, "x": 1}, "e": None, "f": 3}
+    assert changed_settings(old, new) == ["a", "d", "f"]
+    assert changed_settings(old, new, skip=("a", "f")) == ["d"]
