@@ -86,11 +86,14 @@ def shutdown_idle_workers() -> None:
 
 @dataclass
 class StageRecord:
-    """What the body of one ``timer.stage(...)`` reports: whether it did work, and a note."""
+    """One invocation of a stage: the body reports whether it did work and a note; when the stage
+    ends, the timer fills in what this invocation measured (even when served from cache)."""
 
     name: str
     did_work: bool = True
     note: str = ""
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
 
     @property
     def cached(self) -> bool:
@@ -140,6 +143,7 @@ class StageTimer:
         c1 = os.times()
         cpu = sum(getattr(c1, a) - getattr(c0, a)
                   for a in ("user", "system", "children_user", "children_system"))
+        rec.wall_s, rec.cpu_s = wall, cpu
         fresh = {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0, "peak_rss_tree_mb": 0.0,
                  "invocations": 0, "note": ""}
         if replace:

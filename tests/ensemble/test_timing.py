@@ -29,7 +29,9 @@ def test_stages_add_up_across_invocations_and_cached_stages_add_nothing(tmp_path
     again = StageTimer(path, echo=said.append, idle_workers=False)
     with again.stage("work") as st:
         st.cached = True
+        time.sleep(0.02)
     assert again.data["work"]["wall_s"] == first["wall_s"] and again.data["work"]["last_cached"] is True
+    assert st.cached and st.wall_s >= 0.02  # the invocation's own measurement, cached or not
     assert said[-1].startswith("stage work cached")
     with again.stage("work"):
         pass
