@@ -165,7 +165,6 @@ SMOKE = dict(
 )
 
 
-
 # =========================================================================== small helpers
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
