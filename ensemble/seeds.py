@@ -33,7 +33,9 @@ __all__ = [
 
 #: The stage names a seed can be derived for (a typo is an error, not a new stream of numbers).
 STAGES = ("real-subset", "zoo", "embedder", "score", "search", "export", "grid",
-          "downstream-arms", "split", "synth")
+          "downstream-arms", "split", "synth",
+          # the studies' own design choices
+          "fit-subset", "downstream-samples", "real-grid", "random-ensembles", "singles", "bootstrap")
 
 
 def stage_seed(root: int, stage: str, *keys: object) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ensemble.cli.common import add_data, add_device, add_out, add_seed
+
 __all__ = ["register", "run"]
 
 
@@ -34,9 +36,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--zoo", required=True, help="zoo folder holding catalog.sqlite")
     p.add_argument("--selected", required=True, help="selected.json from `gan-ensemble search`")
-    p.add_argument("--dataset", default=None,
-                   help="MedMNIST flag, npz file or ImageFolder tree (default: the generators' dataset)")
-    p.add_argument("--data-root", default=None, help="folder with <flag>.npz (else $GAN_ENSEMBLE_DATA)")
+    add_data(p, help_dataset="MedMNIST flag, npz file or ImageFolder tree (default: the generators' dataset)")
     p.add_argument("--model", default="small-cnn", help="classifier: small-cnn or resnet18-cifar (the reference)")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="training seeds (default 0,1,2)")
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs (default 100)")
@@ -48,38 +48,28 @@ def register(subparsers) -> None:
     p.add_argument("--n-random", type=int, default=3, help="random ensembles of |G*| members (default 3)")
     p.add_argument("--no-singles", action="store_true",
                    help="skip training the single-generator arms (they still make up the naive pool)")
-    p.add_argument("--seed", type=int, default=0, help="root seed for sampling (default 0)")
+    add_seed(p, "sampling the arms (ensemble.seeds.arms_seed, as quickstart)")
     p.add_argument("--metric", default="g_mean", choices=METRICS, help="metric plotted (default g_mean)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
-    p.add_argument("--out", required=True, help="output folder")
+    add_device(p)
+    add_out(p, "output folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ensemble.data import load_dataset
-    from ensemble.downstream import build_arms, compare, plot_comparison, resize_images, summarize
+    from ensemble import seeds
+    from ensemble.downstream import build_arms, compare, plot_comparison, real_splits, summarize
     from ensemble.search.result import Ensemble
-    from ensemble.synthesis.sample import parse_image_shape
     from zoo.catalog import Catalog
     from zoo.io import atomic_write
 
     ensemble = Ensemble.load(args.selected)
     catalog = Catalog(args.zoo, create=False)
-    row = catalog.get(ensemble.members[0])
-    dataset = args.dataset or ensemble.meta.get("dataset") or row.get("dataset")
-    if not dataset or dataset == "unknown":
-        raise ValueError("which real dataset? pass --dataset (a MedMNIST flag such as pneumoniamnist)")
-    splits = {s: load_dataset(dataset, split=s, root=args.data_root) for s in ("train", "val", "test")}
-    shape = parse_image_shape(row["image_shape"])
-    if splits["train"].image_shape[:2] != shape[:2]:
-        print(f"resizing real {dataset} images from {splits['train'].image_shape[:2]} to {shape[:2]} "
-              "to match the generators")
-        for ds in splits.values():
-            ds.images = resize_images(ds.images, shape[:2])
+    splits, dataset, resized = real_splits(catalog, ensemble, dataset=args.dataset, root=args.data_root)
+    if resized:
+        print(f"resized real {dataset} images to {splits['train'].image_shape[:2]} to match the generators")
     arms = build_arms(catalog, ensemble, splits["train"], n_per_class=args.n_per_class,
-                      n_random=args.n_random, seed=args.seed, device=args.device)
-    if args.no_singles:
-        arms = {k: v for k, v in arms.items() if not k.startswith("single:")}
+                      n_random=args.n_random, seed=seeds.arms_seed(args.seed), device=args.device,
+                      singles=not args.no_singles)
     print(f"{len(arms)} arms x {len(args.seeds)} seeds, {args.model}, up to {args.epochs} epochs: "
           + ", ".join(arms))
     df = compare(arms, splits["val"], splits["test"], seeds=args.seeds, model=args.model,

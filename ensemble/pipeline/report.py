@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from ensemble.report import markdown_table
 from zoo.io import atomic_write
 
 __all__ = ["write_report", "safe_file_name"]
@@ -15,20 +15,6 @@ __all__ = ["write_report", "safe_file_name"]
 def safe_file_name(name: str) -> str:
     """``name`` with every character other than letters, digits, ``-_.`` replaced by ``_``."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _isnan(v) -> bool:
-    return isinstance(v, (float, np.floating)) and np.isnan(v)
-
-
-def _md_table(df: pd.DataFrame, floatfmt: str = ".4f") -> str:
-    cols = list(df.columns)
-    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    for _, row in df.iterrows():
-        cells = ["" if _isnan(v) else format(v, floatfmt) if isinstance(v, (float, np.floating))
-                 else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def write_report(res, tables, search, selected) -> Path:
@@ -57,7 +43,7 @@ def write_report(res, tables, search, selected) -> Path:
         "",
         "Per-generator density, coverage and d against the real training images:",
         "",
-        _md_table(single),
+        markdown_table(single, floatfmt=".4f"),
         "",
         "## Search",
         "",
@@ -73,7 +59,7 @@ def write_report(res, tables, search, selected) -> Path:
     lines += [f"- `{m}`: ![{m}](figures/members/{safe_file_name(m)}.png)" for m in selected.members]
     rules_path = out / "rules.csv"
     if rules_path.exists():
-        lines += ["", "Selection rules compared on the same front:", "", _md_table(pd.read_csv(rules_path))]
+        lines += ["", "Selection rules compared on the same front:", "", markdown_table(pd.read_csv(rules_path), floatfmt=".4f")]
     lines += ["", "Real images for comparison: ![real](figures/real.png)", "",
               "## Exported dataset", "",
               f"`dataset/` holds the ImageFolder tree (`train/<class>/*.png`), "
@@ -86,7 +72,7 @@ def write_report(res, tables, search, selected) -> Path:
                   f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, up to "
                   f"{cfg.downstream_epochs} epochs with early stopping on the real validation split; "
                   "metrics on the real test split (mean ± std over seeds).", "",
-                  "![downstream](figures/downstream.png)", "", _md_table(res.summary[cols]), ""]
+                  "![downstream](figures/downstream.png)", "", markdown_table(res.summary[cols], floatfmt=".4f"), ""]
     text = "\n".join(lines) + "\n"
     path = out / "report.md"
     atomic_write(path, lambda p: p.write_text(text))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pandas as pd
 from ensemble import seeds
 from ensemble.pipeline.config import ZOO_SETTINGS, PipelineConfig
 from ensemble.pipeline.report import safe_file_name, write_report
+from ensemble.timing import StageRecord, StageTimer
 from zoo.io import atomic_write
 
 __all__ = ["run_pipeline", "RunResult", "check_rerun"]
@@ -41,23 +43,13 @@ class RunResult:
     summary: pd.DataFrame | None = None
 
 
-class _Stage:
-    """Times a stage and records whether it was served from cache."""
-
-    def __init__(self, result: RunResult, name: str):
-        self.result, self.name, self.cached = result, name, False
-
-    def __enter__(self):
-        log.info("stage %s ...", self.name)
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        dt = time.perf_counter() - self.t0
-        self.result.timings[self.name] = dt
-        self.result.cached[self.name] = self.cached
-        log.info("stage %s done in %.1f s%s", self.name, dt, " (cached)" if self.cached else "")
-        return False
+@contextmanager
+def _stage(res: RunResult, timer: StageTimer, name: str) -> Iterator[StageRecord]:
+    """Time one stage (wall, CPU, peak memory into ``stages.json``) and record it in ``res``."""
+    with timer.stage(name, replace=True) as rec:
+        yield rec
+    res.timings[name] = rec.wall_s
+    res.cached[name] = rec.cached
 
 
 def _zoo_runs(cfg: PipelineConfig) -> list[tuple[str, dict]]:
@@ -107,16 +99,17 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
     res = RunResult(out_dir=out, config=cfg)
+    timer = StageTimer(out / "stages.json", idle_workers=False)
     _write_json(out / "config.json", cfg.to_dict())
 
-    with _Stage(res, "data"):
+    with _stage(res, timer, "data"):
         train_ds = load_dataset(cfg.dataset, split="train", root=cfg.data_root)
         val_ds = load_dataset(cfg.dataset, split="val", root=cfg.data_root)
         test_ds = load_dataset(cfg.dataset, split="test", root=cfg.data_root)
         score_ds = train_ds if cfg.n_real is None else train_ds.subset(cfg.n_real, seed=seeds.real_subset_seed(cfg.seed))
 
     zoo_dir = out / "zoo"
-    with _Stage(res, "zoo") as st:
+    with _stage(res, timer, "zoo") as st:
         before = len(Catalog(zoo_dir)) if (zoo_dir / "catalog.sqlite").exists() else 0
         runs = [{"arch": arch, "name": default_run_name(arch, hp),
                  "seed": seeds.zoo_seed(cfg.seed, arch, hp), **hp}
@@ -134,7 +127,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     score_key = cfg.digest("dataset", "families", "variants", "iterations", "snapshots", "batch_size",
                            "backbone", "weights", "image_size", "channels", "n_samples", "n_real",
                            "k", "seed")
-    with _Stage(res, "score") as st:
+    with _stage(res, timer, "score") as st:
         tables = _load_if_current(tables_path, score_key)
         if tables is not None:
             st.cached = True
@@ -151,7 +144,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
             tables.save(tables_path)
     res.paths["tables"] = tables_path
 
-    with _Stage(res, "search"):
+    with _stage(res, timer, "search"):
         search = EnsembleSearch(pop_size=cfg.pop_size, n_gen=cfg.n_gen, min_size=cfg.min_size,
                                 seed=seeds.search_seed(cfg.seed)).fit(tables)
         selected = search.select(cfg.rule)
@@ -164,7 +157,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     res.selected = selected
     res.paths.update(selected=out / "selected.json", front=out / "front.csv", pareto=figs / "pareto.png")
 
-    with _Stage(res, "export"):
+    with _stage(res, timer, "export"):
         from ensemble.synthesis.export import export_dataset
 
         n_pc = cfg.n_per_class or balanced_n_per_class(train_ds.labels)
@@ -186,7 +179,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     res.paths["dataset"] = out / "dataset"
 
     if cfg.downstream:
-        with _Stage(res, "downstream") as st:
+        with _stage(res, timer, "downstream") as st:
             res.summary, st.cached = _downstream(cfg, catalog, selected, train_ds, val_ds, test_ds, out, figs)
         res.paths["downstream"] = figs / "downstream.png"
 

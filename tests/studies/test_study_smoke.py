@@ -1,7 +1,8 @@
-"""Fast checks of the PneumoniaMNIST study script: configuration, statistics, resumable results.
+"""Fast checks of the PneumoniaMNIST study script: configuration, arms, report settings.
 
 The end-to-end run is ``run_study.py --smoke`` (minutes); these tests cover the parts that decide
-what the report says, in a second or two.
+what the report says, in a second or two. The machinery the study calls (paired statistics, Holm,
+the journaled downstream protocol) is tested in ``tests/ensemble/downstream/``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "pneumoniamnist" / "r
 
 @pytest.fixture(scope="module")
 def study():
+    sys.path.insert(0, str(SCRIPT.parent))  # study_report.py, as when the script runs
     spec = importlib.util.spec_from_file_location("run_study", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["run_study"] = mod  # dataclasses look their module up here
@@ -27,6 +29,8 @@ def study():
         yield mod
     finally:
         sys.modules.pop("run_study", None)
+        sys.modules.pop("study_report", None)
+        sys.path.remove(str(SCRIPT.parent))
 
 
 def test_default_config_meets_the_issue(study):
@@ -67,47 +71,6 @@ def test_out_folder_refuses_other_settings_but_allows_more_seeds(study, tmp_path
         make("--iterations", "40").check_config()
 
 
-def test_paired_test_detects_a_shift_and_not_noise(study):
-    rng = np.random.default_rng(0)
-    b = rng.normal(0.6, 0.05, size=8)
-    up = study.paired_test(b + 0.1 + rng.normal(0, 0.005, 8), b, n_boot=2000, seed=1)
-    assert up["n"] == 8 and up["diff"] == pytest.approx(0.1, abs=0.01)
-    assert up["lo"] > 0 and up["p_t"] < 0.001 and up["p_w"] < 0.05
-    assert study.verdict(up) == "beat"
-    noise = study.paired_test(b + rng.normal(0, 0.05, 8), b, n_boot=2000, seed=1)
-    assert noise["lo"] < 0 < noise["hi"] and study.verdict(noise).startswith("did not beat")
-    same = study.paired_test(b, b, n_boot=100, seed=0)
-    assert same["diff"] == 0 and same["p_t"] == 1.0 and study.verdict(same) == "tied with"
-    down = study.paired_test(b - 0.2, b, n_boot=500, seed=0)
-    assert study.verdict(down) == "lost to"
-
-
-def test_holm_is_monotone_and_bounded(study):
-    adj = study.holm([0.01, 0.04, 0.03, float("nan"), 0.5])
-    assert adj[0] == pytest.approx(0.04) and adj[2] == pytest.approx(0.09)
-    assert adj[1] == pytest.approx(0.09) and adj[4] == pytest.approx(0.5) and np.isnan(adj[3])
-
-
-def test_downstream_rows_survive_a_torn_line_and_other_settings(study, tmp_path):
-    cfg = study.make_config(study.parse_args(["--smoke"]))
-    s = study.Study(cfg, tmp_path / "out", tmp_path / "report", None, "cmd")
-    s.settings = "abc123"
-    cols = study.CSV_COLUMNS
-
-    def row(arm_id, seed, settings):
-        r = {c: 0.5 for c in cols}
-        r.update(arm_id=arm_id, arm="a, b", kind="single", members="x@1", n_members=1, seed=seed,
-                 settings=settings, ok=1)
-        return ",".join(f'"{r[c]}"' if c == "arm" else str(r[c]) for c in cols)
-
-    text = "\n".join([",".join(cols), row("0123", 0, "abc123"), row("0123", 1, "other"),
-                      row("1e5", 0, "abc123"), row("0123", 2, "abc123")[:40]])
-    (s.out / "downstream.csv").write_text(text)  # the last line was cut off mid-write
-    rows = s.load_rows()
-    assert set(rows) == {("0123", 0), ("1e5", 0)}  # ids stay strings; other settings and torn rows dropped
-    assert rows[("0123", 0)]["arm"] == "a, b"
-
-
 def test_report_names_every_setting_that_departs_from_the_full_protocol(study, tmp_path):
     def line(argv):
         cfg = study.make_config(study.parse_args(argv))
@@ -121,3 +84,34 @@ def test_report_names_every_setting_that_departs_from_the_full_protocol(study, t
     text = line(["--config", str(budget), "--n-singles", "8"])
     assert "`iterations` = 1000 (full protocol: 1500)" in text and "`patience` = 4 (full protocol: 6)" in text
     assert "`n_singles` = 8 (full protocol: null)" in text and "jobs" not in text
+
+
+def test_study_arms_follow_the_design(study, tmp_path):
+    from ensemble.search.result import Ensemble
+
+    cfg = study.make_config(study.parse_args(["--smoke", "--n-singles", "2"]))
+    s = study.Study(cfg, tmp_path / "out", tmp_path / "report", None, "cmd")
+    s.names = [f"g{i}@1" for i in range(6)]
+    s.n_pc = 10
+
+    class Tables:
+        def __init__(self, best: int) -> None:
+            self.names, self.d = s.names, np.eye(6)[best]
+
+    s.tables = {"random": Tables(5), "in-domain": Tables(5)}
+    s.gstars = {("max-fidelity", "random"): Ensemble(["g0@1", "g1@1"], rule="max-fidelity"),
+                ("knee", "random"): Ensemble(["g0@1", "g2@1", "g3@1"], rule="knee")}
+    s.choose_arms()
+    kinds = [a.kind for a in s.arms]
+    assert kinds[:4] == ["real", "gstar", "gstar", "naive"] and s.arms[3].members == tuple(s.names)
+    assert sorted(s.random_labels) == [2, 3] and all(len(v) == cfg.n_random for v in s.random_labels.values())
+    gstar_sets = {frozenset(e.members) for e in s.gstars.values()}
+    randoms = [a for a in s.arms if a.kind == "random"]
+    assert all(frozenset(a.members) not in gstar_sets for a in randoms)
+    assert len({a.id for a in randoms}) == len(randoms)
+    # a seeded sample of 2 singles, plus the best generator by score d (chosen without test)
+    assert len(s.singles_sample) == 2 and "g5@1" in s.singles
+    assert [a.label for a in s.arms if a.kind == "single"] == [f"single: {n}" for n in s.singles]
+    first = [a.id for a in s.arms]
+    s.choose_arms()
+    assert [a.id for a in s.arms] == first and len(s.settings) == 16

@@ -1,0 +1,108 @@
+"""Paired statistics for downstream comparisons: arms are paired by training seed.
+
+Two arms trained with the same seed share the initialisation and the draw stream, so their test
+metrics are compared seed by seed (differences ``a - b``):
+
+- :func:`paired_test`: mean difference, a percentile bootstrap 95% CI of it
+  (``scipy.stats.bootstrap`` over the per-seed differences), the paired t-test
+  (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``);
+- :func:`holm`: Holm's (1979) step-down adjustment of a family of p-values. ``statsmodels`` (whose
+  ``multipletests(method="holm")`` is the maintained implementation) is not a dependency, so it is
+  written once here and tested against the worked example in Wikipedia's "Holm–Bonferroni method"
+  article and against the definition;
+- :func:`verdict`: the words a report uses for one comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["ALPHA", "paired_test", "holm", "verdict"]
+
+#: Significance level of :func:`verdict` (two-sided).
+ALPHA = 0.05
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], n_boot: int, seed: int) -> dict:
+    """Paired comparison of ``a - b`` over seeds.
+
+    Returns ``n``, ``diff`` (mean difference), ``lo`` / ``hi`` (percentile bootstrap 95% CI of the
+    mean difference, ``n_boot`` resamples of the seeds drawn by ``numpy.random.default_rng(seed)``),
+    ``p_t`` (paired t-test) and ``p_w`` (two-sided Wilcoxon signed-rank, zero differences dropped).
+    With fewer than 2 pairs only ``n`` and ``diff`` are defined (the rest NaN). Constant
+    differences give ``p_t`` = 1 when they are 0, else 0 (the t statistic is infinite); all-zero
+    differences give ``p_w`` = 1.
+    """
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired samples must be two 1-d arrays of one length, got {a.shape} and {b.shape}")
+    d = a - b
+    n = len(d)
+    out = {"n": n, "diff": float(d.mean()) if n else float("nan"), "lo": float("nan"),
+           "hi": float("nan"), "p_t": float("nan"), "p_w": float("nan")}
+    if n < 2:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a constant sample warns, the CI is exact
+        ci = stats.bootstrap((d,), np.mean, n_resamples=int(n_boot), method="percentile",
+                             confidence_level=0.95, vectorized=True,
+                             random_state=np.random.default_rng(seed)).confidence_interval
+    out["lo"], out["hi"] = float(ci.low), float(ci.high)
+    if np.allclose(d, d[0]):
+        out["p_t"] = 1.0 if d[0] == 0 else 0.0
+    else:
+        out["p_t"] = float(stats.ttest_rel(a, b).pvalue)
+    if np.all(d == 0):
+        out["p_w"] = 1.0
+    else:
+        with np.errstate(all="ignore"):
+            out["p_w"] = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
+    return out
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the input order (NaN stays NaN and is not counted).
+
+    Sort the m finite p-values ascending, p(1) <= ... <= p(m); the adjusted value of p(i) is
+    ``max_{j <= i} min(1, (m - j + 1) p(j))`` (Holm 1979, "A simple sequentially rejective multiple
+    test procedure", Scand. J. Statist. 6:65-70). Rejecting where the adjusted value is below
+    alpha is Holm's procedure at family-wise level alpha. Same values as statsmodels'
+    ``multipletests(p, method="holm")[1]``.
+    """
+    p = np.asarray(pvalues, float)
+    if p.ndim != 1:
+        raise ValueError(f"holm expects a 1-d list of p-values, got shape {p.shape}")
+    ok = np.flatnonzero(np.isfinite(p))
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    adj = np.full(len(p), np.nan)
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m, running = len(order), 0.0
+    for i, j in enumerate(order):
+        running = max(running, min(1.0, (m - i) * p[j]))
+        adj[j] = running
+    return adj.tolist()
+
+
+def verdict(t: Mapping[str, float], alpha: float = ALPHA) -> str:
+    """``beat`` / ``lost to`` only when the bootstrap CI excludes 0 *and* the paired t-test has
+    p < ``alpha``; else ``tied with`` (no difference) or ``did not beat (higher|lower, n.s.)``.
+
+    ``t`` is a :func:`paired_test` result (``diff``, ``lo``, ``hi``, ``p_t``).
+    """
+    if not math.isfinite(t["diff"]):
+        return "n/a"
+    sig = math.isfinite(t["p_t"]) and t["p_t"] < alpha
+    if sig and math.isfinite(t["lo"]) and t["lo"] > 0:
+        return "beat"
+    if sig and math.isfinite(t["hi"]) and t["hi"] < 0:
+        return "lost to"
+    if t["diff"] == 0:
+        return "tied with"
+    return "did not beat (higher, n.s.)" if t["diff"] > 0 else "did not beat (lower, n.s.)"

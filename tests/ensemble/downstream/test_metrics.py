@@ -1,0 +1,47 @@
+"""Test metrics against scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from ensemble.downstream.metrics import METRICS, classification_metrics
+
+
+def test_binary_metrics_match_sklearn(rng):
+    y = rng.integers(0, 2, 300)
+    p1 = np.clip(0.35 * y + rng.random(300) * 0.65, 0, 1)
+    proba = np.stack([1 - p1, p1], axis=1)
+    pred = proba.argmax(1)
+    got = classification_metrics(y, proba)
+    assert set(got) == set(METRICS)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert got["recall"] == pytest.approx(skm.recall_score(y, pred))
+    assert got["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p1))
+    assert got["g_mean"] == pytest.approx(np.sqrt(got["recall"] * got["specificity"]))
+    # Predicting everything positive: recall 1, specificity 0, g-mean 0.
+    allpos = classification_metrics(y, np.tile([0.0, 1.0], (300, 1)))
+    assert allpos["recall"] == 1.0 and allpos["specificity"] == 0.0 and allpos["g_mean"] == 0.0
+
+
+def test_multiclass_metrics_match_sklearn(rng):
+    y = rng.integers(0, 4, 400)
+    logits = rng.normal(size=(400, 4)) + 1.5 * np.eye(4)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    pred = proba.argmax(1)
+    got = classification_metrics(y, proba)
+    assert got["precision"] == pytest.approx(skm.precision_score(y, pred, average="macro"))
+    assert got["recall"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert got["roc_auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    cm = skm.confusion_matrix(y, pred)
+    spec = [(cm.sum() - cm[c].sum() - cm[:, c].sum() + cm[c, c]) / (cm.sum() - cm[c].sum())
+            for c in range(4)]
+    assert got["specificity"] == pytest.approx(np.mean(spec))
+    # A class missing from y_true makes the AUC undefined, not an exception.
+    assert np.isnan(classification_metrics(np.zeros(5, int), np.tile([0.5, 0.5], (5, 1)))["roc_auc"])
+

@@ -1,0 +1,67 @@
+"""Paired statistics: bootstrap CI, t-test, Wilcoxon, Holm against a published example."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from ensemble.downstream.statistics import holm, paired_test, verdict
+
+
+def test_paired_test_detects_a_shift_and_not_noise():
+    rng = np.random.default_rng(0)
+    b = rng.normal(0.6, 0.05, size=8)
+    up = paired_test(b + 0.1 + rng.normal(0, 0.005, 8), b, n_boot=2000, seed=1)
+    assert up["n"] == 8 and up["diff"] == pytest.approx(0.1, abs=0.01)
+    assert up["lo"] > 0 and up["p_t"] < 0.001 and up["p_w"] < 0.05
+    assert verdict(up) == "beat"
+    noise = paired_test(b + rng.normal(0, 0.05, 8), b, n_boot=2000, seed=1)
+    assert noise["lo"] < 0 < noise["hi"] and verdict(noise).startswith("did not beat")
+    same = paired_test(b, b, n_boot=100, seed=0)
+    assert same["diff"] == 0 and same["p_t"] == 1.0 and verdict(same) == "tied with"
+    down = paired_test(b - 0.2, b, n_boot=500, seed=0)
+    assert verdict(down) == "lost to"
+    one = paired_test([0.5], [0.4], n_boot=100, seed=0)
+    assert one["n"] == 1 and one["diff"] == pytest.approx(0.1) and np.isnan(one["lo"])
+    with pytest.raises(ValueError, match="one length"):
+        paired_test([1, 2], [1, 2, 3], n_boot=10, seed=0)
+
+
+def test_paired_test_uses_scipy_for_every_number():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0.7, 0.05, 6), rng.normal(0.65, 0.05, 6)
+    t = paired_test(a, b, n_boot=3000, seed=9)
+    assert t["p_t"] == stats.ttest_rel(a, b).pvalue
+    assert t["p_w"] == stats.wilcoxon(a - b).pvalue
+    # the percentile bootstrap of the mean per-seed difference, resampling seeds with the seeded rng
+    boot = (a - b)[np.random.default_rng(9).integers(0, 6, size=(3000, 6))].mean(1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    assert t["lo"] == pytest.approx(lo, abs=1e-12) and t["hi"] == pytest.approx(hi, abs=1e-12)
+
+
+def test_holm_matches_the_wikipedia_worked_example():
+    # Wikipedia, "Holm–Bonferroni method", Example: four hypotheses with p = 0.01, 0.04, 0.03,
+    # 0.005 at alpha = 0.05. Holm rejects H4 (0.005 < 0.05/4) and H1 (0.01 < 0.05/3), then stops at
+    # H3 (0.03 > 0.05/2): H1 and H4 are rejected, H2 and H3 are not.
+    p = [0.01, 0.04, 0.03, 0.005]
+    adj = holm(p)
+    assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [a < 0.05 for a in adj] == [True, False, False, True]
+
+
+def test_holm_follows_its_definition_and_keeps_nan():
+    adj = holm([0.01, 0.04, 0.03, float("nan"), 0.5])
+    assert adj[0] == pytest.approx(0.04) and adj[2] == pytest.approx(0.09)
+    assert adj[1] == pytest.approx(0.09) and adj[4] == pytest.approx(0.5) and np.isnan(adj[3])
+    rng = np.random.default_rng(2)
+    p = rng.random(12) ** 3
+    adj = np.array(holm(p))
+    order = np.argsort(p)
+    m = len(p)
+    want = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
+    np.testing.assert_allclose(adj[order], want)
+    assert np.all(adj >= p) and np.all(adj <= 1)
+    assert holm([]) == []
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        holm([0.2, 1.5])
