@@ -121,10 +121,10 @@ def class_names_for(dataset: str | None, num_classes: int) -> list[str]:
     """Class names of a MedMNIST flag when ``dataset`` is one, else ``"0"``, ``"1"``, ..."""
     if dataset:
         try:
-            from ensemble.data import _medmnist_info, list_medmnist_flags
+            from ensemble.data import list_medmnist_flags, medmnist_info
 
             if dataset in list_medmnist_flags():
-                labels = _medmnist_info()[dataset]["label"]
+                labels = medmnist_info()[dataset]["label"]
                 if len(labels) == num_classes:
                     return [str(labels[str(i)]) for i in range(num_classes)]
         except ImportError:  # medmnist missing: fall back to numbers
@@ -155,10 +155,10 @@ def default_n_per_class(dataset: str, root: str | None = None) -> int:
     """
     import math
 
-    from ensemble.data import _medmnist_info, list_medmnist_flags, load_dataset
+    from ensemble.data import list_medmnist_flags, load_dataset, medmnist_info
 
     if dataset in list_medmnist_flags():
-        info = _medmnist_info()[dataset]
+        info = medmnist_info()[dataset]
         return int(math.ceil(info["n_samples"]["train"] / len(info["label"])))
     ds = load_dataset(dataset, split="train", root=root)
     return int(math.ceil(len(ds) / ds.num_classes))
