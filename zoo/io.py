@@ -8,6 +8,7 @@ would write the same files never do so at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -36,11 +37,18 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    A failure (or a kill) part-way leaves no half-written file at ``path``.
+    A failure (or a kill) part-way leaves no half-written file at ``path``. A folder that cannot
+    be written (a read-only mount, no permission) raises a PermissionError naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise PermissionError(f"cannot write {str(path)!r}: {exc.strerror.lower()}; choose a "
+                                  "writable folder (or copy the folder somewhere writable)") from exc
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
