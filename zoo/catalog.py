@@ -116,7 +116,8 @@ def catalog_writable(zoo_dir: str | os.PathLike) -> bool:
 class Catalog:
     """The generators of one zoo folder, stored in ``zoo_dir/catalog.sqlite``.
 
-    ``create=False`` refuses a folder without a catalog (useful for read-only commands).
+    ``create=False`` refuses a folder without a catalog (useful for read-only commands) and reads
+    through read-only connections; so does a zoo whose folder is not writable (a read-only mount).
     """
 
     def __init__(self, zoo_dir: str | os.PathLike, create: bool = True) -> None:
