@@ -33,6 +33,7 @@ __all__ = [
     "from_arrays",
     "list_medmnist_flags",
     "medmnist_info",
+    "unsupported_reason",
     "check_fair",
     "split_indices",
     "validate_images",
