@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from zoo.io import atomic_write, sha256_file
 from zoo.samples import SampleSetGenerator, sample_set_digest
 
 __all__ = ["Catalog", "GeneratorNotFoundError", "CATALOG_FILE", "KINDS", "COLUMNS", "MANIFEST_COLUMNS",
-           "parse_image_shape", "file_arguments", "ref_source_file"]
+           "parse_image_shape", "file_arguments", "ref_source_file", "catalog_writable"]
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +163,25 @@ def ref_source_file(ref: str) -> Path:
     return Path(origin)
 
 
+def catalog_writable(zoo_dir: str | os.PathLike) -> bool:
+    """Whether this process may write the catalog of ``zoo_dir``: the folder (SQLite writes its
+    journal beside the file) and the file where they exist, else the nearest existing parent.
+
+    A read-only mount fails this check even for root (``access(2)`` reports ``EROFS``)."""
+    folder = Path(zoo_dir).expanduser()
+    path = folder / CATALOG_FILE
+    if path.exists() and not os.access(path, os.W_OK):
+        return False
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
 class Catalog:
     """The generators of one zoo folder, stored in ``zoo_dir/catalog.sqlite``.
 
-    ``create=False`` refuses a folder without a catalog (useful for read-only commands).
+    ``create=False`` refuses a folder without a catalog (useful for read-only commands) and reads
+    through read-only connections; so does a zoo whose folder is not writable (a read-only mount).
     """
 
     def __init__(self, zoo_dir: str | os.PathLike, create: bool = True) -> None:
@@ -173,47 +189,107 @@ class Catalog:
         self.path = self.zoo_dir / CATALOG_FILE
         if self.zoo_dir.exists() and not self.zoo_dir.is_dir():
             raise ValueError(f"zoo folder {str(self.zoo_dir)!r} is a file; pass a folder")
-        if not self.path.is_file():
-            if not create:
-                raise FileNotFoundError(
-                    f"no zoo catalog at {str(self.path)!r}; train one with "
-                    "`gan-ensemble zoo train --out DIR` or open it with create=True"
-                )
-            self.zoo_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            if create:
-                with con:
-                    con.executescript(_SCHEMA)
-                    if con.execute("PRAGMA user_version").fetchone()[0] == 0:
-                        con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "generators" not in tables:
-            raise ValueError(f"{str(self.path)!r} is not a gan-ensemble catalog (no generators "
-                             "table); pass the zoo folder that `gan-ensemble zoo train` created")
-        if version > SCHEMA_VERSION:
-            raise ValueError(f"catalog {str(self.path)!r} has schema version {version}, newer than "
-                             f"this gan-ensemble reads ({SCHEMA_VERSION}); upgrade gan-ensemble")
+        if not self.path.is_file() and not create:
+            raise FileNotFoundError(
+                f"no zoo catalog at {str(self.path)!r}; train one with "
+                "`gan-ensemble zoo train --out DIR` or open it with create=True"
+            )
+        # Reading never writes: with create=False, or when the folder or file is not writable (a
+        # read-only mount, another user's zoo), every read opens the database with mode=ro. The
+        # file and its tables are made by the first write (add), so a failed registration into a
+        # new folder leaves no empty catalog behind.
+        self.writable = catalog_writable(self.zoo_dir)
+        self.read_only = not create or not self.writable
+        if self.path.is_file():
+            with self._connect() as con:
+                version = con.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ValueError(f"catalog {str(self.path)!r} has schema version {version}, newer "
+                                 f"than this gan-ensemble reads ({SCHEMA_VERSION}); upgrade gan-ensemble")
 
     # ------------------------------------------------------------------ sqlite plumbing
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _sqlite_error(self, exc: sqlite3.Error) -> Exception:
+        """A one-line error naming the catalog file and the fix for a failed SQLite operation."""
+        text = str(exc)
+        low = text.lower()
+        if "locked" in low or "busy" in low:
+            return ValueError(f"catalog {str(self.path)!r} stayed locked by another process for 60 s "
+                              f"({text}); wait for the other command (training?) and run again")
+        if "readonly" in low or "read-only" in low:
+            return PermissionError(f"catalog {str(self.path)!r} is read-only ({text}); copy the zoo "
+                                   "folder somewhere writable to add or remove generators")
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError) \
+                or "malformed" in low or "not a database" in low:
+            return ValueError(f"{str(self.path)!r} is not a SQLite catalog or is corrupted ({text}); "
+                              "restore it from a backup, or move it away and register the "
+                              "generators again (`gan-ensemble zoo register-...`)")
+        return ValueError(f"cannot use catalog {str(self.path)!r}: {text}")
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise PermissionError(
+                f"zoo folder {str(self.zoo_dir)!r} is read-only; copy it to a writable folder "
+                "to add or remove generators (reading, scoring and exporting work as it is)")
+
+    def _open_read(self) -> sqlite3.Connection:
+        """A connection that cannot write: mode=ro (immutable=1 when a read-only folder holds a
+        WAL database without its -shm file, which SQLite would otherwise need to create)."""
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve()))
+        con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0)
         try:
-            con = sqlite3.connect(self.path, timeout=60.0)
+            con.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            con.close()
+            if self.writable:
+                raise
+            con = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=60.0)
+        return con
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection for reading (read-only where :attr:`read_only`), or with ``write`` for
+        adding and removing rows (the folder, the file and the table are made then)."""
+        if write:
+            self._require_writable()
+        try:
+            if not write and not self.path.is_file():  # no catalog yet: read as an empty one
+                con = sqlite3.connect(":memory:")
+                con.executescript(_SCHEMA)
+            elif not write and self.read_only:
+                con = self._open_read()
+            else:
+                if write:
+                    self.zoo_dir.mkdir(parents=True, exist_ok=True)
+                con = sqlite3.connect(self.path, timeout=60.0)
         except sqlite3.Error as exc:
-            raise ValueError(f"cannot open catalog {str(self.path)!r}: {exc}") from exc
+            raise self._sqlite_error(exc) from exc
         try:
             con.row_factory = sqlite3.Row
             con.execute("PRAGMA busy_timeout = 60000")
-            try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "generators" not in tables:
+                raise ValueError(f"{str(self.path)!r} is not a gan-ensemble catalog (no generators "
+                                 "table); pass the zoo folder that `gan-ensemble zoo train` created")
+            if write:
                 mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if mode.lower() != "wal":  # e.g. a filesystem without shared memory
                     log.debug("catalog %s runs in journal mode %s", self.path, mode)
-            except sqlite3.DatabaseError as exc:
-                raise ValueError(f"{str(self.path)!r} is not a SQLite catalog ({exc}); "
-                                 "pass the zoo folder that `gan-ensemble zoo train` created") from exc
+                if not tables:
+                    with con:
+                        con.executescript(_SCHEMA)
+                        if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif not tables:  # an empty database file (a creation that never wrote a row)
+                con.close()
+                con = sqlite3.connect(":memory:")
+                con.row_factory = sqlite3.Row
+                con.executescript(_SCHEMA)
             yield con
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise self._sqlite_error(exc) from exc
         finally:
             con.close()
 
@@ -322,7 +398,7 @@ class Catalog:
         A ``samples`` path is a sample folder or npz, hashed with :func:`zoo.samples.sample_set_digest`.
         """
         values = self._prepare_row(row)
-        with self._connect() as con:
+        with self._connect(write=True) as con:
             if values[2] == "samples":
                 self._allow_samples(con)
             with con:
@@ -453,7 +529,7 @@ class Catalog:
     def remove(self, id_or_name: int | str, delete_file: bool = False) -> dict:
         """Remove a generator's row (and, with ``delete_file``, its file); return the removed row."""
         row = self._find(id_or_name)
-        with self._connect() as con, con:
+        with self._connect(write=True) as con, con:
             con.execute("DELETE FROM generators WHERE id = ?", (row["id"],))
         if delete_file:
             f = self._file_of(row)
@@ -525,6 +601,7 @@ class Catalog:
                 )
             gen = CallableGenerator(row["path"], num_classes=row["num_classes"],
                                     image_shape=row["image_shape"], **kwargs)
+        gen.name = row["name"]  # errors and warnings while sampling name the catalog entry
         if tuple(gen.image_shape) != tuple(row["image_shape"]) or gen.num_classes != row["num_classes"]:
             raise ValueError(
                 f"generator {row['name']!r} (id {row['id']}) loads with image_shape "
@@ -552,14 +629,19 @@ class Catalog:
         ``run`` (default: the name) and ``iteration`` keep a foreign zoo's family and step grouping.
         """
         name = self._check_new_name(name)
-        row, copied = self._torchscript_row(path, name=name, run=run, iteration=iteration,
-                                            latent_dim=latent_dim, num_classes=num_classes,
-                                            image_shape=image_shape, dataset=dataset, copy=copy)
+        made = [d for d in (self.zoo_dir, self.zoo_dir / "foreign") if not d.exists()]
+        copied = None
         try:
+            row, copied = self._torchscript_row(path, name=name, run=run, iteration=iteration,
+                                                latent_dim=latent_dim, num_classes=num_classes,
+                                                image_shape=image_shape, dataset=dataset, copy=copy)
             return self.add(**row)
         except BaseException:
             if copied is not None:
                 copied.unlink(missing_ok=True)
+            for d in reversed(made):  # the folders this failed registration made, if still empty
+                with contextlib.suppress(OSError):
+                    d.rmdir()
             raise
 
     def _torchscript_row(self, path: str | os.PathLike, *, name: str, run: str | None, iteration: int,
@@ -570,11 +652,13 @@ class Catalog:
         src = Path(path).expanduser()
         gen = TorchScriptGenerator(src, latent_dim=latent_dim, num_classes=num_classes,
                                    image_shape=image_shape, device="cpu")
+        gen.name = name
         gen.sample(2, seed=0)
         digest = sha256_file(src)
         dest = src
         copied = None
         if copy:
+            self._require_writable()
             dest = self.zoo_dir / "foreign" / f"{_safe_filename(name)}-{digest[:12]}{src.suffix or '.pt'}"
             if not dest.is_file():
                 atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
@@ -612,6 +696,7 @@ class Catalog:
         files = file_arguments(kwargs, base)
         kwargs.update({key: str(f) for key, f in files.items()})
         gen = CallableGenerator(ref, num_classes=num_classes, image_shape=image_shape, **kwargs)
+        gen.name = name
         gen.sample(2, seed=0)
         config: dict[str, Any] = {"kwargs": kwargs}
         if files:
@@ -693,7 +778,7 @@ class Catalog:
                     raise ValueError(f"{where}, column {exc.column!r}: {exc.message}") from exc.__cause__
                 seen[values[0]] = number
                 prepared.append((number, line, values))
-            with self._connect() as con:
+            with self._connect(write=True) as con:
                 if any(v[2] == "samples" for *_, v in prepared):
                     self._allow_samples(con)
                 with con:

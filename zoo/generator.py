@@ -35,11 +35,16 @@ __all__ = [
     "check_n",
     "parse_ref",
     "OUTPUT_ACTIVATIONS",
+    "OUTPUT_RANGE_WARN",
+    "check_forward_signature",
 ]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_ACTIVATIONS = ("tanh", "none")
+#: Outputs whose magnitude exceeds this are warned about (images in [-1, 1] are expected; an
+#: untanh'ed model overshoots a little, a model that outputs [0, 255] by far).
+OUTPUT_RANGE_WARN = 2.0
 
 
 @runtime_checkable
@@ -142,10 +147,20 @@ class _ModuleSampler:
     image_shape: tuple[int, ...]
     device: torch.device
     batch_size: int
+    #: The catalog name, set by ``Catalog.load`` so that errors and warnings name the generator.
+    name: str | None = None
 
     @property
     def channels(self) -> int:
         return 3 if len(self.image_shape) == 3 else 1
+
+    @property
+    def label(self) -> str:
+        """How errors and warnings name this generator (catalog name, else file, else repr)."""
+        if self.name:
+            return f"generator {self.name!r}"
+        path = getattr(self, "path", None) or getattr(self, "meta", {}).get("path")
+        return f"generator {str(path)!r}" if path else repr(self)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(latent_dim={self.latent_dim}, num_classes={self.num_classes}, "
@@ -161,12 +176,21 @@ class _ModuleSampler:
         z = torch.randn(n, self.latent_dim, generator=torch_generator(derive_seed(seed, "z")))
         out = np.empty((n, *self.image_shape), dtype=np.uint8)
         h, w = self.image_shape[:2]
+        peak = 0.0
         with torch.inference_mode():
             for start in range(0, n, self.batch_size):
                 stop = min(start + self.batch_size, n)
                 zb = z[start:stop].to(self.device)
                 yb = y[start:stop].to(self.device)
-                x = self._forward(zb, yb)
+                try:
+                    x = self._forward(zb, yb)
+                except RuntimeError as exc:  # TorchScript and shape errors carry long C++ traces
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise ValueError(
+                        f"{self.label} failed on z of shape {tuple(zb.shape)} and labels of shape "
+                        f"{tuple(yb.shape)} ({first}); check latent_dim, num_classes and "
+                        "image_shape against the model"
+                    ) from exc
                 if not isinstance(x, torch.Tensor):
                     raise ValueError(
                         f"{self!r} returned {type(x).__name__}, expected a float tensor (n, C, H, W)"
@@ -180,13 +204,19 @@ class _ModuleSampler:
                 x = x.float()
                 if not torch.isfinite(x).all():
                     raise ValueError(
-                        "generator produced NaN or infinite values (a diverged model?); "
+                        f"{self.label} produced NaN or infinite values (a diverged model?); "
                         "remove it from the zoo or pick another snapshot"
                     )
+                peak = max(peak, float(x.abs().max()))
                 # Clamp (needed when output_activation is "none") and map [-1, 1] -> {0..255}.
                 x = torch.round((x.clamp(-1.0, 1.0) + 1.0) * 127.5).to(torch.uint8)
                 x = x.permute(0, 2, 3, 1).cpu().numpy()
                 out[start:stop] = x[..., 0] if self.channels == 1 else x
+        if peak > OUTPUT_RANGE_WARN:
+            log.warning(
+                "%s outputs values up to %.3g, far outside [-1, 1]: they are clamped, so its images "
+                "saturate. Is its output in [0, 255] or unnormalised? Map it to [-1, 1] (e.g. end "
+                "the model with tanh)", self.label, peak)
         return out
 
     def _forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -247,7 +277,26 @@ class TorchScriptGenerator(_ModuleSampler):
                 f"{str(self.path)!r} is not a readable TorchScript file ({first}); "
                 "export the generator with torch.jit.save(torch.jit.script(G), path)"
             ) from exc
+        check_forward_signature(module, self.path)
         self.module = module.eval()
+
+
+def check_forward_signature(module: Any, path: str | os.PathLike) -> None:
+    """Refuse a TorchScript module whose ``forward`` does not take ``(z, labels)``."""
+    try:
+        schema = module.forward.schema
+    except (AttributeError, RuntimeError) as exc:
+        raise ValueError(f"TorchScript file {str(path)!r} has no scripted forward method; export a "
+                         "module whose forward(z, labels) returns images") from exc
+    args = [a for a in schema.arguments if a.name != "self"]
+    required = [a for a in args if not a.has_default_value()]
+    if len(args) < 2 or len(required) > 2:
+        sig = ", ".join(a.name for a in args) or "nothing"
+        raise ValueError(
+            f"TorchScript file {str(path)!r}: forward takes ({sig}), but a generator's forward must "
+            "take (z, labels): latent codes (n, latent_dim) and int64 class labels (n,); wrap the "
+            "model in a module with forward(self, z, labels) and script that"
+        )
 
 
 # --------------------------------------------------------------------------- callable generators
@@ -292,6 +341,9 @@ class CallableGenerator:
     labels itself (so every generator draws them the same way), passes them explicitly, and checks
     that the object returns ``uint8`` images of shape ``(n, *image_shape)``.
     """
+
+    #: The catalog name, set by ``Catalog.load`` so that errors name the generator.
+    name: str | None = None
 
     def __init__(self, ref: str, *, num_classes: int, image_shape: Sequence[int], **kwargs: Any) -> None:
         self.ref = ref

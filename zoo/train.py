@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .arrays import check_images
 from .device import resolve_device
 from .diffaug import diff_augment
-from .io import atomic_write
+from .io import atomic_write, exclusive_lock
 from .losses import (
     auxiliary_loss,
     discriminator_loss,
@@ -629,7 +629,7 @@ def train(arch: str, images: np.ndarray, labels: np.ndarray, *, out_dir: str | P
         return [done[s] for s in snapshots]
 
     image_shape = tuple(images.shape[1:])
-    with _forked_rng(dev):
+    with exclusive_lock(run_dir / ".lock", f"run {run!r}"), _forked_rng(dev):  # one trainer per run
         trainer = GANTrainer(architecture, config, images, labels, seed=seed, run=run, device=dev)
         states = {it: p for it, p in _state_files(run_dir).items() if it <= missing[0]}
         if states:

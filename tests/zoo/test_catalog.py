@@ -300,3 +300,116 @@ def test_real_family_through_the_catalog(tmp_path):
     cat.add(run="dcgan", path=path, dataset="pneumoniamnist")
     x = cat.load("dcgan@3", device="cpu").sample(4, seed=0)
     assert x.shape == (4, 28, 28) and x.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- read-only zoos, damage
+
+
+def _state(zoo_dir):
+    """Bytes and mtime of the catalog file: what a read must never change."""
+    p = zoo_dir / "catalog.sqlite"
+    return p.read_bytes(), p.stat().st_mtime_ns
+
+
+def _read_everything(cat):
+    return (len(cat), cat.names(), cat.list()["name"].tolist(), cat.get("tiny@10")["iteration"],
+            "tiny@20" in cat, cat.load("tiny@20", device="cpu").sample(3, seed=1).tobytes())
+
+
+def test_a_read_only_zoo_is_read_without_writing(tmp_path, monkeypatch):
+    import zoo.catalog as catalog_mod
+
+    _train_like(tmp_path)
+    before = _state(tmp_path)
+    expected = _read_everything(Catalog(tmp_path, create=False))
+    assert _state(tmp_path) == before  # create=False: read-only connections
+    # the folder is not writable (a read-only mount; root ignores chmod, so the check is patched)
+    monkeypatch.setattr(catalog_mod, "catalog_writable", lambda zoo_dir: False)
+    cat = Catalog(tmp_path)
+    assert cat.read_only and not cat.writable
+    assert _read_everything(cat) == expected
+    assert _state(tmp_path) == before
+    with pytest.raises(PermissionError, match=r"zoo folder .* is read-only; copy it to a writable folder"):
+        _train_like(tmp_path, run="more", iterations=(5,))
+    with pytest.raises(PermissionError, match="read-only"):
+        cat.remove("tiny@10")
+    assert _state(tmp_path) == before and len(cat) == 2
+
+
+def test_catalog_writable_follows_access(tmp_path, monkeypatch):
+    import os
+
+    from zoo.catalog import catalog_writable
+
+    assert catalog_writable(tmp_path / "new" / "deeper")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert not catalog_writable(tmp_path)
+
+
+def _ro_bind_mount(src, dst):
+    """A real read-only bind mount of ``src`` at ``dst`` (needs root and mount rights), or skip."""
+    import subprocess
+
+    dst.mkdir()
+    ok = subprocess.run(["mount", "--bind", str(src), str(dst)], capture_output=True).returncode == 0
+    if ok and subprocess.run(["mount", "-o", "remount,ro,bind", str(dst)],
+                             capture_output=True).returncode == 0:
+        return lambda: subprocess.run(["umount", str(dst)], check=True)
+    if ok:
+        subprocess.run(["umount", str(dst)])
+    pytest.skip("cannot make a read-only bind mount here (needs root and mount rights)")
+
+
+def test_a_zoo_on_a_read_only_mount(tmp_path):
+    _train_like(tmp_path / "zoo")
+    expected = _read_everything(Catalog(tmp_path / "zoo"))
+    for side in (tmp_path / "zoo").glob("catalog.sqlite-*"):  # a cleanly closed catalog has none
+        side.unlink()
+    umount = _ro_bind_mount(tmp_path / "zoo", tmp_path / "ro")
+    try:
+        cat = Catalog(tmp_path / "ro")
+        assert cat.read_only
+        assert _read_everything(cat) == expected
+        with pytest.raises(PermissionError, match="read-only"):
+            cat.remove("tiny@10")
+        with pytest.raises(PermissionError, match=r"cannot write .*G_5\.pt': read-only file system"):
+            _train_like(tmp_path / "ro", run="more", iterations=(5,))
+    finally:
+        umount()
+
+
+def test_a_corrupted_catalog_names_the_file(tmp_path):
+    _train_like(tmp_path / "zoo")
+    path = tmp_path / "zoo" / "catalog.sqlite"
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\x00garbage" * 64 + data[612:])  # the header and schema page broken
+    with pytest.raises(ValueError, match=r"catalog\.sqlite' is not a SQLite catalog or is corrupted "
+                                         r"\(.*\); restore it from a backup"):
+        Catalog(tmp_path / "zoo").list()
+    path.write_bytes(b"")  # an empty file: an empty catalog (a creation that never wrote)
+    assert len(Catalog(tmp_path / "zoo", create=False)) == 0
+
+
+def test_a_failed_registration_leaves_no_catalog_behind(tmp_path):
+    class NoLabels(nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(z[:, :4].reshape(-1, 1, 2, 2))
+
+    src = tmp_path / "g.pt"
+    torch.jit.save(torch.jit.script(NoLabels()), str(src))
+    zoo_dir = tmp_path / "new-zoo"
+    cat = Catalog(zoo_dir)
+    assert not zoo_dir.exists() and len(cat) == 0 and cat.list().empty
+    with pytest.raises(ValueError, match=r"forward takes \(z\), but a generator's forward must take "
+                                         r"\(z, labels\)"):
+        cat.register_torchscript(src, name="x", latent_dim=8, num_classes=2, image_shape=(2, 2))
+    with pytest.raises(ValueError, match="must be a non-empty string"):
+        cat.add(path=src, kind="torchscript", run="", architecture="a", config={}, image_shape=(2, 2),
+                num_classes=2)
+    assert not zoo_dir.exists()
+    # a copy made for a registration that then fails is removed with the folders it needed
+    torch.manual_seed(0)
+    good = tmp_path / "good.pt"
+    torch.jit.save(torch.jit.script(TinyG(CFG)), str(good))
+    cat.register_torchscript(good, name="ok", latent_dim=8, num_classes=2, image_shape=(28, 28))
+    assert cat.names() == ["ok"]

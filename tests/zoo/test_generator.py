@@ -260,3 +260,79 @@ def test_callable_generator_bad_refs_and_outputs(foreign_module):
         g.sample(0)
     with pytest.raises(ValueError, match="out of range"):
         g.sample(2, labels=[0, 2])
+
+
+# --------------------------------------------------------------------------- errors that name the generator
+
+
+class NaNG(nn.Module):
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.full((z.shape[0], 1, 4, 4), float("nan"))
+
+
+class ScaledG(nn.Module):
+    """Outputs in [0, 255]: the classic mistake of a model that was not built for [-1, 1]."""
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(z[:, :16]) * 255.0).reshape(-1, 1, 4, 4)
+
+
+def test_nan_names_the_generator(tmp_path):
+    g = TorchGenerator(NaNG(), latent_dim=16, num_classes=2, image_shape=(4, 4), device="cpu")
+    g.name = "dcgan-x@500"
+    with pytest.raises(ValueError, match=r"generator 'dcgan-x@500' produced NaN or infinite values"):
+        g.sample(3)
+    path = tmp_path / "nan.pt"
+    torch.jit.save(torch.jit.script(NaNG()), str(path))
+    ts = TorchScriptGenerator(path, latent_dim=16, num_classes=2, image_shape=(4, 4), device="cpu")
+    with pytest.raises(ValueError, match=r"generator '.*nan\.pt' produced NaN"):
+        ts.sample(2)
+
+
+def test_output_far_outside_the_range_is_warned_about(caplog):
+    g = TorchGenerator(ScaledG(), latent_dim=16, num_classes=2, image_shape=(4, 4), device="cpu")
+    g.name = "foreign@0"
+    with caplog.at_level("WARNING", logger="zoo.generator"):
+        g.sample(4)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "generator 'foreign@0' outputs values up to" in warned[0]
+    assert "far outside [-1, 1]" in warned[0] and "tanh" in warned[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="zoo.generator"):
+        TorchGenerator(TinyG(latent_dim=16, num_classes=2, size=4), latent_dim=16, num_classes=2,
+                       image_shape=(4, 4), device="cpu").sample(4)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_torchscript_forward_must_take_z_and_labels(tmp_path):
+    class OnlyZ(nn.Module):
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            return z
+
+    class ThreeArgs(nn.Module):
+        def forward(self, z: torch.Tensor, labels: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+            return z
+
+    class WithDefault(nn.Module):
+        def forward(self, z: torch.Tensor, labels: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+            return torch.tanh(z[:, :16].reshape(-1, 1, 4, 4) * scale)
+
+    for cls, sig in ((OnlyZ, "z"), (ThreeArgs, "z, labels, style")):
+        path = tmp_path / f"{cls.__name__}.pt"
+        torch.jit.save(torch.jit.script(cls()), str(path))
+        with pytest.raises(ValueError, match=rf"forward takes \({sig}\), but a generator's forward "
+                                             r"must take \(z, labels\)"):
+            TorchScriptGenerator(path, latent_dim=16, num_classes=2, image_shape=(4, 4), device="cpu")
+    path = tmp_path / "default.pt"
+    torch.jit.save(torch.jit.script(WithDefault()), str(path))
+    g = TorchScriptGenerator(path, latent_dim=16, num_classes=2, image_shape=(4, 4), device="cpu")
+    assert g.sample(2).shape == (2, 4, 4)
+
+
+def test_a_forward_that_fails_names_the_generator_and_the_settings(tmp_path):
+    g = TorchGenerator(TinyG(latent_dim=8, num_classes=2, size=4), latent_dim=5, num_classes=2,
+                       image_shape=(4, 4), device="cpu")
+    g.name = "mine"
+    with pytest.raises(ValueError, match=r"generator 'mine' failed on z of shape \(2, 5\).*check "
+                                         "latent_dim"):
+        g.sample(2)
