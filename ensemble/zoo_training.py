@@ -177,7 +177,8 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
     (``out_dir/.staging/<run>``, resumable there) and joins ``out_dir`` when done, in input
     order, so the catalog lists the generators in the same order whatever the backend (the
     order the score tables, and so the search, use). Runs already in the catalog are extended
-    in place (or skipped when every snapshot is there). Each dict: ``run``, ``arch``, ``ids``
+    in place; a run with every snapshot there trains nothing, but is still checked against the
+    settings it was trained with (another config, seed or data under its name is refused). Each dict: ``run``, ``arch``, ``ids``
     (catalog ids), ``names`` (``"{run}@{iteration}"``), ``trained`` (False when skipped).
     """
     from ensemble.parallel import using_backend
@@ -198,7 +199,11 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
             run = spec["run"]
             have = set(existing.loc[existing["run"] == run, "iteration"].astype(int))
             if set(spec["snapshots"]) <= have:
+                # nothing to train, but the run is still checked against its recorded settings
+                # (train() refuses another config, seed or data under the same name)
                 kinds.append("done")
+                items.append({**spec, "zoo_dir": str(zoo_dir), "data": data, "device": device,
+                              "torch_threads": torch_threads, "dataset_name": dataset_name})
                 continue
             in_zoo = bool(have) or (zoo_dir / "runs" / run).exists()
             # a staged run left by an interrupted parallel call resumes there, whatever the backend
@@ -208,14 +213,13 @@ def train_zoo(runs: Sequence[Mapping[str, Any]], *, out_dir: str | os.PathLike,
             items.append({**spec, "zoo_dir": str(zdir), "data": data, "device": device,
                           "torch_threads": torch_threads, "dataset_name": dataset_name})
         if items:
-            log.info("training %d run(s) on %r (%d already complete)", len(items), b,
-                     kinds.count("done"))
+            log.info("training %d run(s) on %r (%d already complete, checked only)",
+                     len(items) - kinds.count("done"), b, kinds.count("done"))
         results = iter(b.map(train_run_task, items, desc="zoo runs" if progress else None))
         out = []
         for spec, kind in zip(specs, kinds, strict=True):
             run = spec["run"]
-            if kind != "done":
-                next(results)
+            next(results)
             if kind == "staged":
                 _promote(zoo_dir, run)
             rows = catalog.list()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.scoring.knn import d_score
-from zoo.io import atomic_write
+from zoo.io import atomic_write, read_npz
 
 __all__ = ["ScoreTables", "INTER_MODES", "FORMAT", "score_features", "score_catalog"]
 
@@ -254,27 +254,38 @@ class ScoreTables:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"score tables {str(p)!r} not found; create them with `gan-ensemble score`")
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise ValueError(f"could not read score tables {p}: {exc}") from exc
+        fix = "create it again with `gan-ensemble score`"
+        arrays = read_npz(p, what="score tables", fix=fix)
         if "meta_json" not in arrays:
-            raise ValueError(f"{p} is not a score-tables file (no meta_json); create it with `gan-ensemble score`")
-        return cls._from_arrays(arrays, "")
+            raise ValueError(f"{p} is not a score-tables file (no meta_json); {fix}")
+        return cls._from_arrays(arrays, "", p)
 
     @classmethod
-    def _from_arrays(cls, a: dict, prefix: str) -> ScoreTables:
-        meta = json.loads(str(a[f"{prefix}meta_json"]))
-        n_real = int(meta["n_real"])
-        t = cls(names=meta["names"], k=int(meta["k"]), n_real=n_real,
+    def _from_arrays(cls, a: dict, prefix: str, path: Path) -> ScoreTables:
+        fix = "create it again with `gan-ensemble score`"
+        try:
+            meta = json.loads(str(a[f"{prefix}meta_json"]))
+            names, k, n_real = list(meta["names"]), int(meta["k"]), int(meta["n_real"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"score tables {str(path)!r}: unreadable metadata ({exc}); {fix}") from None
+        p = len(names)
+        shapes = {"counts": (p,), "n_fake": (p,), "hits": ((n_real + 7) // 8, p), "density": (p,),
+                  "coverage": (p,), "d": (p,), "pairwise": (p, p), "pairwise_directed": (p, p)}
+        for key, shape in shapes.items():
+            arr = a.get(prefix + key)
+            if arr is None:
+                raise ValueError(f"score tables {str(path)!r} lack the array {prefix + key!r}; {fix}")
+            if arr.shape != shape:
+                raise ValueError(f"score tables {str(path)!r}: array {prefix + key!r} has shape {arr.shape}, "
+                                 f"but {p} generators and {n_real} real images need {shape}; {fix}")
+        t = cls(names=names, k=k, n_real=n_real,
                 counts=a[f"{prefix}counts"], n_fake=a[f"{prefix}n_fake"],
                 hits=np.unpackbits(a[f"{prefix}hits"], axis=0, count=n_real).astype(bool),
                 density=a[f"{prefix}density"], coverage=a[f"{prefix}coverage"], d=a[f"{prefix}d"],
                 pairwise=a[f"{prefix}pairwise"], pairwise_directed=a[f"{prefix}pairwise_directed"],
-                meta=meta["meta"])
+                meta=meta.get("meta", {}))
         for i, c in enumerate(meta.get("classes", [])):
-            t.by_class[c] = cls._from_arrays(a, f"{prefix}class{i}__")
+            t.by_class[c] = cls._from_arrays(a, f"{prefix}class{i}__", path)
         return t
 
     def __repr__(self) -> str:
