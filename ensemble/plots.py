@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from zoo.io import atomic_write
 
-__all__ = ["plot_front", "plot_history", "save_figure"]
+__all__ = ["plot_front", "plot_pareto", "plot_history", "save_figure"]
 
 X_LABEL = "Inter-d (redundancy, ↓)"
 Y_LABEL = "Intra-d (fidelity, ↑)"
@@ -35,18 +36,31 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
 
 def plot_front(search, selected=None, path: str | os.PathLike | None = None, *, ax=None,
                max_points: int = 50_000, title: str | None = None, seed: int = 0) -> Figure:
-    """Every evaluated ensemble (faint), the Pareto front (bold steps), and G* (star).
+    """Every evaluated ensemble (faint), the Pareto front (bold steps), and G* (star) of a fitted
+    :class:`~ensemble.search.EnsembleSearch`; see :func:`plot_pareto` for saved results."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(search, "front_", msg="this EnsembleSearch is not fitted yet; call .fit(tables) first")
+    return plot_pareto(search.front_, search.evaluated_, selected, path, ax=ax, max_points=max_points,
+                       title=title or f"{search.algorithm}: {len(search.tables_names_)} generators, "
+                                      f"{search.n_evals_:,} evaluations", seed=seed)
+
+
+def plot_pareto(front: pd.DataFrame, evaluated: pd.DataFrame | None = None, selected=None,
+                path: str | os.PathLike | None = None, *, ax=None, max_points: int = 50_000,
+                title: str | None = None, seed: int = 0) -> Figure:
+    """The front (``front.csv`` as :func:`ensemble.search.load_front` reads it), the evaluated
+    ensembles (``evaluated.csv``, optional, faint) and G* (an :class:`~ensemble.search.Ensemble`).
 
     x = Inter-d (lower is better), y = Intra-d (higher is better). At most ``max_points``
     evaluated points are drawn (a seeded random subset) to keep files small.
     """
-    search._check_fitted()
     if ax is None:
         fig = _new_figure()
         ax = fig.add_subplot()
     else:
         fig = ax.figure
-    ev = search.evaluated_
+    ev = evaluated if evaluated is not None else front.iloc[:0]
     if len(ev):
         idx = np.arange(len(ev))
         if len(ev) > max_points:
@@ -54,7 +68,7 @@ def plot_front(search, selected=None, path: str | os.PathLike | None = None, *, 
         ax.scatter(ev["inter_d"].to_numpy()[idx], ev["intra_d"].to_numpy()[idx], s=4, c="0.6",
                    alpha=0.25, linewidths=0, rasterized=True,
                    label=f"evaluated ({len(ev):,})")
-    front = search.front_.sort_values(["inter_d", "intra_d"])
+    front = front.sort_values(["inter_d", "intra_d"])
     x, y = front["inter_d"].to_numpy(float), front["intra_d"].to_numpy(float)
     ax.step(x, y, where="post", color="C0", lw=1.8, zorder=3)
     ax.scatter(x, y, s=18, color="C0", zorder=4, label=f"Pareto front ({len(front)})")
@@ -65,8 +79,7 @@ def plot_front(search, selected=None, path: str | os.PathLike | None = None, *, 
                     xytext=(8, -14), textcoords="offset points", fontsize=9, color="C3", zorder=6)
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(Y_LABEL)
-    ax.set_title(title or f"{search.algorithm}: {len(search.tables_names_)} generators, "
-                 f"{search.n_evals_:,} evaluations")
+    ax.set_title(title or f"Pareto front ({len(front)} ensembles)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     if path is not None:
@@ -91,8 +104,10 @@ def plot_history(search, path: str | os.PathLike | None = None, *, x: str = "n_g
         ax = fig.add_subplot()
     else:
         fig = ax.figure
+    from sklearn.utils.validation import check_is_fitted
+
     for label, s in runs.items():
-        s._check_fitted()
+        check_is_fitted(s, "history_", msg=f"search {label!r} is not fitted yet; call .fit(tables) first")
         h = s.history_
         ax.plot(h[x], h["hypervolume"], lw=1.6, label=f"{label} (final {h['hypervolume'].iloc[-1]:.4f})")
     ax.set_xlabel("generation" if x == "n_gen" else "evaluations")

@@ -27,11 +27,19 @@ def _run(name: str, cwd: Path, env: dict) -> nbformat.NotebookNode:
 
 
 def test_pareto_analysis_notebook(tiny_run, tmp_path):
+    """The notebook shows the run's saved front and G* (it never re-fits a search)."""
+    import json
+
     out, _ = tiny_run
+    source = "".join(c.source for c in nbformat.read(NB_DIR / "pareto_analysis.ipynb", as_version=4).cells)
+    assert ".fit(" not in source and "EnsembleSearch(" not in source
     nb = _run("pareto_analysis.ipynb", tmp_path, {"GAN_ENSEMBLE_RUN": str(out)})
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    saved = json.loads((out / "selected.json").read_text())
+    assert f"G*: {', '.join(saved['members'])} ({saved['rule']})" in printed
 
 
 def test_quickstart_notebook(tmp_path, data_root):
