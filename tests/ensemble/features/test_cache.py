@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ensemble
+import ensemble.version
 from ensemble.features.cache import (
     CACHE_ENV,
     FeatureCache,
@@ -30,7 +30,7 @@ def test_key_is_canonical_and_content_sensitive():
 
 def test_key_includes_package_version(monkeypatch):
     before = FeatureCache.key(backbone="resnet18")
-    monkeypatch.setattr(ensemble, "__version__", "999.0.0")
+    monkeypatch.setattr(ensemble.version, "__version__", "999.0.0")
     assert FeatureCache.key(backbone="resnet18") != before
     with pytest.raises(ValueError, match="package_version"):
         FeatureCache.key(package_version="1")
