@@ -8,7 +8,9 @@ a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import json
 import logging
 import sys
 
@@ -51,18 +53,36 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. A command returns a JSON-able dict of what it wrote and its key figures;
+    with ``--json`` that dict is the one thing printed on stdout (human output goes to stderr)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    as_json = bool(getattr(args, "json", False))
     logging.basicConfig(level=log_level(args), format="%(levelname)s %(name)s: %(message)s")
+    stdout = sys.stdout
     try:
-        return int(args.func(args) or 0)
+        with contextlib.redirect_stdout(sys.stderr if as_json else stdout):
+            result = args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, PermissionError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"gan-ensemble {args.command}: error: {msg}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"ok": False, "command": _command(args), "error": str(msg)}), file=stdout)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    if isinstance(result, dict):
+        if as_json:
+            payload = {"ok": True, "command": _command(args), **result}
+            print(json.dumps(payload, default=str, sort_keys=True), file=stdout)
+        return 0
+    return int(result or 0)
+
+
+def _command(args: argparse.Namespace) -> str:
+    action = getattr(args, "action", None) or getattr(args, "zoo_command", None)
+    return f"{args.command} {action}" if isinstance(action, str) else str(args.command)
 
 
 if __name__ == "__main__":  # pragma: no cover

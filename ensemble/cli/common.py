@@ -20,11 +20,14 @@ __all__ = [
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
-    """``-v``/``--verbose`` (repeatable) and ``-q``/``--quiet``, accepted after the sub-command."""
+    """``-v``/``--verbose`` (repeatable), ``-q``/``--quiet`` and ``--json``, accepted after the
+    sub-command (``--json``: the command's result as one JSON object on stdout)."""
     p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                    help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="errors only")
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="print one JSON object (paths written, key figures) on stdout, nothing else")
 
 
 def log_level(args: argparse.Namespace) -> int:

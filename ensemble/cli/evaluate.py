@@ -88,4 +88,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(f"  {r['arm']:<24} {m} {r[f'{m}_mean']:.4f} ± {r[f'{m}_std']:.4f}  (n={r['n_runs']})")
     print(f"wrote {out / 'comparison.csv'}, {out / 'summary.csv'}, {out / 'downstream.png'}")
-    return 0
+    return {"out": str(out), "paths": {"comparison": str(out / "comparison.csv"),
+                                       "summary": str(out / "summary.csv"),
+                                       "figure": str(out / "downstream.png")},
+            "summary": summary.to_dict(orient="records")}

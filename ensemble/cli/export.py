@@ -59,4 +59,6 @@ def run(args: argparse.Namespace) -> int:
                                "root_seed": args.seed})
     counts = ", ".join(f"{c}: {k}" for c, k in zip(samples.class_names, samples.class_counts(), strict=True))
     print(f"wrote {len(samples)} images from {len(ensemble.members)} generators ({counts}) to {out}")
-    return 0
+    return {"out": str(out), "n_images": len(samples), "members": list(ensemble.members),
+            "class_counts": dict(zip(samples.class_names, map(int, samples.class_counts()), strict=True)),
+            "files": sorted(p.relative_to(out).as_posix() for p in out.iterdir())}

@@ -55,4 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for stage, sec in res.timings.items():
         print(f"  {stage:<11s} {sec:7.1f} s{'  (cached)' if res.cached.get(stage) else ''}")
     print(f"report: {res.paths['report']}  ({time.perf_counter() - t0:.0f} s)")
-    return 0
+    return {"out": str(res.out_dir), "paths": {k: str(v) for k, v in res.paths.items()},
+            "selected": {"members": list(res.selected.members), "rule": res.selected.rule,
+                         "intra_d": res.selected.intra_d, "inter_d": res.selected.inter_d},
+            "seconds": dict(res.timings), "cached": dict(res.cached)}

@@ -102,7 +102,10 @@ def _run(args: argparse.Namespace) -> int:
         summary = tables.summary().head(args.top)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {out}")
-    return 0
+    return {"tables": str(out), "n_generators": len(tables.names), "n_real": int(tables.n_real),
+            "k": int(tables.k), "seconds": round(elapsed, 3),
+            "best": {"name": tables.names[best], "d": float(tables.d[best]),
+                     "density": float(tables.density[best]), "coverage": float(tables.coverage[best])}}
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -63,7 +63,11 @@ def _run(args: argparse.Namespace) -> int:
           f"G* ({selected.rule}): {selected.size} members, Intra-d {selected.intra_d:.4f}, "
           f"Inter-d {selected.inter_d:.4f}: {', '.join(selected.members)}")
     print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
-    return 0
+    return {"out": str(args.out), "paths": {k: str(v) for k, v in paths.items()},
+            "front_size": int(len(search.front_)), "n_evals": int(search.n_evals_),
+            "hypervolume": float(search.hypervolume_),
+            "selected": {"members": list(selected.members), "rule": selected.rule,
+                         "intra_d": selected.intra_d, "inter_d": selected.inter_d}}
 
 
 def register(subparsers) -> argparse.ArgumentParser:

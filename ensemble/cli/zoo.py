@@ -131,16 +131,19 @@ def _train(args: argparse.Namespace) -> int:
         ids = res["ids"]
         print(f"{arch.name}: {len(ids)} generators (ids {', '.join(map(str, ids))})")
     print(f"catalog: {Path(args.out) / 'catalog.sqlite'} ({len(Catalog(args.out))} generators)")
-    return 0
+    return {"zoo": str(args.out), "catalog": str(Path(args.out) / "catalog.sqlite"),
+            "runs": [{k: r[k] for k in ("run", "arch", "ids", "names", "trained")} for r in results]}
 
 
 def _architectures(args: argparse.Namespace) -> int:
     from zoo.registry import get_architecture, list_architectures
 
+    rows = []
     for name in list_architectures():
         arch = get_architecture(name)
         print(f"{name:<10s} {arch.loss:<12s} {arch.description}")
-    return 0
+        rows.append({"name": name, "loss": arch.loss, "description": arch.description})
+    return {"architectures": rows}
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -148,14 +151,21 @@ def _list(args: argparse.Namespace) -> int:
 
     catalog = Catalog(args.zoo_dir, create=False)
     table = catalog.list()
-    if table.empty:
-        print(f"no generators in {args.zoo_dir}")
-        return 0
-    if not args.all:
+    if not args.all and not table.empty:
         table = table[LIST_COLUMNS]
-    table = table.assign(image_shape=table["image_shape"].map(lambda s: "x".join(map(str, s))))
-    print(table.to_string(index=False))
-    return 0
+    records = json.loads(table.to_json(orient="records", default_handler=str)) if not table.empty else []
+    if not getattr(args, "json", False):
+        if args.format == "json":
+            print(json.dumps(records, indent=1))
+        elif table.empty:
+            print(f"no generators in {args.zoo_dir}")
+        elif args.format == "csv":
+            shown = table.assign(image_shape=table["image_shape"].map(lambda s: "x".join(map(str, s))))
+            print(shown.to_csv(index=False), end="")
+        else:
+            shown = table.assign(image_shape=table["image_shape"].map(lambda s: "x".join(map(str, s))))
+            print(shown.to_string(index=False))
+    return {"zoo": str(args.zoo_dir), "generators": records}
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -187,7 +197,7 @@ def _sample(args: argparse.Namespace) -> int:
     else:
         save_grid(images, out, nrow=args.nrow, labels=labels)
     print(f"wrote {n} images of {catalog.get(args.generator)['name']} to {out}")
-    return 0
+    return {"out": str(out), "n_images": int(n), "generator": catalog.get(args.generator)["name"]}
 
 
 def _register_torchscript(args: argparse.Namespace) -> int:
@@ -200,7 +210,7 @@ def _register_torchscript(args: argparse.Namespace) -> int:
                                           dataset=args.dataset, copy=not args.no_copy,
                                           run=args.run, iteration=args.iteration)
     print(f"registered {args.name} (id {new_id}) in {catalog.path}")
-    return 0
+    return {"id": int(new_id), "name": args.name, "catalog": str(catalog.path)}
 
 
 def _register_callable(args: argparse.Namespace) -> int:
@@ -221,7 +231,7 @@ def _register_callable(args: argparse.Namespace) -> int:
                                        dataset=args.dataset, run=args.run, iteration=args.iteration,
                                        **kwargs)
     print(f"registered {args.name} (id {new_id}) in {catalog.path}")
-    return 0
+    return {"id": int(new_id), "name": args.name, "catalog": str(catalog.path)}
 
 
 def _register_samples(args: argparse.Namespace) -> int:
@@ -235,7 +245,7 @@ def _register_samples(args: argparse.Namespace) -> int:
     counts = row["config"]["class_counts"]
     print(f"registered {args.name} (id {new_id}, {sum(counts)} images, per class {counts}) "
           f"in {catalog.path}")
-    return 0
+    return {"id": int(new_id), "name": args.name, "catalog": str(catalog.path), "class_counts": counts}
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -245,7 +255,7 @@ def _import(args: argparse.Namespace) -> int:
     ids = catalog.import_manifest(args.manifest, copy=not args.no_copy)
     print(f"imported {len(ids)} generators (ids {ids[0]}..{ids[-1]}) from {args.manifest} "
           f"into {catalog.path}")
-    return 0
+    return {"ids": [int(i) for i in ids], "catalog": str(catalog.path)}
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -254,7 +264,7 @@ def _remove(args: argparse.Namespace) -> int:
     catalog = Catalog(args.zoo_dir, create=False)
     row = catalog.remove(args.generator, delete_file=args.delete_file)
     print(f"removed {row['name']} (id {row['id']}){' and its file' if args.delete_file else ''}")
-    return 0
+    return {"removed": row["name"], "id": int(row["id"]), "file_deleted": bool(args.delete_file)}
 
 
 # ---------------------------------------------------------------------------- parser
@@ -322,6 +332,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = actions.add_parser("list", help="print the catalog of a zoo folder")
     p.add_argument("zoo_dir", metavar="DIR")
     p.add_argument("--all", action="store_true", help="print every column")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="table (default), csv or json (a list of rows)")
     p.set_defaults(func=_list)
 
     p = actions.add_parser("sample", help="sample a generator into a PNG grid (or .npz)")
