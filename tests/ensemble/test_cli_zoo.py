@@ -25,7 +25,8 @@ def cli(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     zoo_cli.register(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    result = args.func(args)  # a command returns a dict of what it wrote (main prints it with --json)
+    return 0 if isinstance(result, dict) else result
 
 
 class Conditional(nn.Module):
@@ -231,11 +232,12 @@ def test_architectures_lists_every_family(capsys):
     import argparse
 
     from ensemble.cli import zoo as zoo_cli
+    from zoo.registry import list_architectures
 
     parser = argparse.ArgumentParser()
     zoo_cli.register(parser.add_subparsers())
     args = parser.parse_args(["zoo", "architectures"])
-    assert args.func(args) == 0
+    assert [a["name"] for a in args.func(args)["architectures"]] == list_architectures()
     out = capsys.readouterr().out
     for family in ("dcgan", "lsgan", "wgan", "wgan-gp", "sngan", "acgan", "cgan", "progan"):
         assert f"\n{family} " in "\n" + out

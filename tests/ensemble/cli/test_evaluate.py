@@ -42,7 +42,7 @@ def test_cli_evaluate(tmp_path, monkeypatch, pneumonia_small, data_root, capsys)
                               "--dataset", str(small), "--seeds", "0,1", "--epochs", "1",
                               "--n-per-class", "8", "--n-random", "1", "--device", "cpu",
                               "--out", str(out)])
-    assert args.func(args) == 0
+    assert isinstance(args.func(args), dict)  # the command's result (printed by main with --json)
     df = pd.read_csv(out / "comparison.csv")
     assert set(df["arm"]) == {"real", "G*", "single:toy0@0", "single:toy1@0", "single:toy2@0",
                               "naive (all pooled)", "random-ensemble-0"}

@@ -36,7 +36,8 @@ def _cli(argv):
     parser = argparse.ArgumentParser(prog="gan-ensemble")
     cli_search.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
-    return args.func(args)
+    result = args.func(args)  # a command returns a dict of what it wrote (main prints it with --json)
+    return 0 if isinstance(result, dict) else result
 
 
 def test_cli_search_writes_outputs(tables_path, tmp_path, capsys):

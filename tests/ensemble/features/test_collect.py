@@ -233,7 +233,7 @@ def test_score_cli_writes_tables(zoo, data_root, tmp_path, capsys):
             str(data_root), "--backbone", "test_resnet", "--subset", "64", "--n-samples", "32",
             "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--out", str(out)]
     args = parser.parse_args(argv)
-    assert args.func(args) == 0
+    assert isinstance(args.func(args), dict)  # the command's result (printed by main with --json)
     text = capsys.readouterr().out
     tables = ScoreTables.load(out)
     assert tables.names == ["g0@0", "g1@0", "g2@0"] and tables.n_real == 64
