@@ -31,7 +31,8 @@ class DataSpec:
     """Where a task finds its training data: a MedMNIST flag, an ``.npz`` or an ImageFolder.
 
     ``subset``: a seeded stratified subset of that many images (``subset_seed``), as
-    ``gan-ensemble zoo train --subset`` takes it.
+    ``gan-ensemble zoo train --subset`` takes it; ``size``: a MedMNIST flag's image size (28, or
+    MedMNIST+'s 64, 128, 224).
     """
 
     source: str
@@ -39,11 +40,12 @@ class DataSpec:
     root: str | None = None
     subset: int | None = None
     subset_seed: int = 0
+    size: int = 28
 
     @classmethod
     def resolve(cls, source: str | os.PathLike, split: str = "train",
                 root: str | os.PathLike | None = None, subset: int | None = None,
-                subset_seed: int = 0) -> DataSpec:
+                subset_seed: int = 0, size: int = 28) -> DataSpec:
         """A spec that other machines can follow: absolute paths, the data root made explicit
         (``root`` else ``$GAN_ENSEMBLE_DATA`` of this process)."""
         from ensemble.data import data_root
@@ -52,12 +54,12 @@ class DataSpec:
         src = str(p.resolve()) if p.exists() else str(source)
         r = data_root(root)
         return cls(src, split=split, root=str(r.resolve()) if r is not None else None,
-                   subset=subset, subset_seed=subset_seed)
+                   subset=subset, subset_seed=subset_seed, size=size)
 
     def load(self):
         from ensemble.data import load_dataset
 
-        ds = load_dataset(self.source, split=self.split, root=self.root)
+        ds = load_dataset(self.source, split=self.split, root=self.root, size=self.size)
         if self.subset is not None:
             if isinstance(self.subset, bool) or not isinstance(self.subset, int) or self.subset < 1:
                 raise ValueError(f"subset must be a positive number of images, got {self.subset!r}")

@@ -53,12 +53,15 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 def add_data(p: argparse.ArgumentParser, *, required: bool = False, default: str | None = None,
              help_dataset: str | None = None) -> None:
-    """``--dataset`` (MedMNIST flag, .npz file or ImageFolder) and ``--data-root``."""
+    """``--dataset`` (MedMNIST flag, .npz file or ImageFolder), ``--data-root`` and ``--size``."""
     p.add_argument("--dataset", required=required, default=default,
                    help=help_dataset or "MedMNIST flag (e.g. pneumoniamnist), an .npz file or an "
                    "ImageFolder tree")
     p.add_argument("--data-root", default=None,
                    help="folder holding <flag>.npz (default: $GAN_ENSEMBLE_DATA; online: download)")
+    p.add_argument("--size", type=int, default=28, choices=(28, 64, 128, 224),
+                   help="image size of a MedMNIST flag: 28 (<flag>.npz, default) or MedMNIST+'s "
+                   "64, 128, 224 (<flag>_<size>.npz)")
 
 
 def add_out(p: argparse.ArgumentParser, help: str, *, default: str | None = None) -> None:

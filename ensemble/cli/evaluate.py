@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     ensemble = Ensemble.load(args.selected)
     catalog = Catalog(args.zoo, create=False)
-    splits, dataset, resized = real_splits(catalog, ensemble, dataset=args.dataset, root=args.data_root)
+    splits, dataset, resized = real_splits(catalog, ensemble, dataset=args.dataset, root=args.data_root,
+                                           size=args.size)
     if resized:
         print(f"resized real {dataset} images to {splits['train'].image_shape[:2]} to match the generators")
     arms = build_arms(catalog, ensemble, splits["train"], n_per_class=args.n_per_class,

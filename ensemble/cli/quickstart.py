@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from ensemble.pipeline import make_config, run_pipeline
 
     cfg = make_config(
-        args.profile, dataset=args.dataset, data_root=args.data_root, seed=args.seed, device=args.device,
+        args.profile, dataset=args.dataset, data_root=args.data_root, size=args.size, seed=args.seed,
+        device=args.device,
         families=tuple(args.families.split(",")) if args.families else None,
         iterations=args.iterations,
         snapshots=tuple(int(s) for s in args.snapshots.split(",")) if args.snapshots else None,

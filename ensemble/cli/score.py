@@ -28,6 +28,8 @@ import re
 import time
 from pathlib import Path
 
+from ensemble.cli.common import add_data
+
 __all__ = ["register"]
 
 
@@ -62,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {str(out)!r} must end in .npz (the score tables file)")
     names = _names(args.names)
     catalog = Catalog(args.zoo, create=False)
-    ds = load_dataset(args.dataset, split="train", root=args.data_root)
+    ds = load_dataset(args.dataset, split="train", root=args.data_root, size=args.size)
     train_images, train_labels = ds.images, ds.labels
     if args.subset is not None:  # as the pipeline does with n_real (a larger N shuffles)
         ds = ds.subset(args.subset, seed=real_subset_seed(args.seed))
@@ -118,9 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "against the real training images (density, coverage, d, pairwise d).",
     )
     p.add_argument("--zoo", required=True, help="zoo folder (with catalog.sqlite)")
-    p.add_argument("--dataset", required=True,
-                   help="MedMNIST flag (e.g. pneumoniamnist), an .npz file or an ImageFolder directory")
-    p.add_argument("--data-root", default=None, help="folder with {flag}.npz (default $GAN_ENSEMBLE_DATA)")
+    add_data(p, required=True)
     p.add_argument("--backbone", default="resnet18", help="any timm model name (default resnet18)")
     p.add_argument("--weights", default="random",
                    help="random (seeded init), hub (timm pretrained, needs the hub or its cache), "

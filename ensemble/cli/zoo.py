@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ensemble.cli.common import add_data
+
 __all__ = ["register"]
 
 LIST_COLUMNS = ["id", "name", "run", "kind", "architecture", "dataset", "image_shape", "num_classes",
@@ -105,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.subset is not None and args.subset < 1:
         raise ValueError(f"--subset must be a positive number of images, got {args.subset}")
     backend = backend_from_args(args)  # bad flags fail before the data is read
-    data = DataSpec.resolve(args.dataset, split=args.split, root=args.data_root,
+    data = DataSpec.resolve(args.dataset, split=args.split, root=args.data_root, size=args.size,
                             subset=args.subset, subset_seed=args.seed)
     ds = data.load()
     where = f" on {backend!r}" if backend is not None else ""
@@ -299,9 +301,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     p = actions.add_parser("train", help="train GAN families on a dataset, saving snapshots",
                            description="Train one run per family; every snapshot joins the catalog.")
-    p.add_argument("--dataset", required=True,
-                   help="MedMNIST flag (e.g. pneumoniamnist), an .npz file or an ImageFolder directory")
-    p.add_argument("--data-root", default=None, help="folder with {flag}.npz (default $GAN_ENSEMBLE_DATA)")
+    add_data(p, required=True)
     p.add_argument("--split", default="train", help="split to train on (default: train)")
     p.add_argument("--subset", type=int, default=None, help="train on a seeded stratified subset of N images")
     p.add_argument("--families", required=True, help="comma-separated architectures, e.g. dcgan,lsgan")

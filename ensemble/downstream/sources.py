@@ -152,7 +152,7 @@ def resize_images(images: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
 
 
 def real_splits(catalog, ensemble, *, dataset: str | None = None, root: str | os.PathLike | None = None,
-                splits: Sequence[str] = ("train", "val", "test")) -> tuple[dict, str, bool]:
+                splits: Sequence[str] = ("train", "val", "test"), size: int = 28) -> tuple[dict, str, bool]:
     """The real splits an ensemble's generators are compared against, at the generators' size.
 
     ``dataset`` defaults to the one recorded in the ensemble (``meta["dataset"]``), else in the
@@ -169,7 +169,7 @@ def real_splits(catalog, ensemble, *, dataset: str | None = None, root: str | os
     if not dataset or dataset == "unknown":
         raise ValueError("which real dataset? pass dataset= / --dataset (a MedMNIST flag such as "
                          "pneumoniamnist, an npz file or an ImageFolder tree)")
-    out = {s: load_dataset(dataset, split=s, root=root) for s in splits}
+    out = {s: load_dataset(dataset, split=s, root=root, size=size) for s in splits}
     shape = parse_image_shape(row["image_shape"])
     first = out[splits[0]]
     resized = first.image_shape[:2] != shape[:2]

@@ -23,6 +23,7 @@ class PipelineConfig:
 
     dataset: str = "pneumoniamnist"
     data_root: str | None = None
+    size: int = 28  # a MedMNIST flag's image size: 28, or MedMNIST+'s 64, 128, 224
     profile: str = "quick"
     # zoo
     families: tuple[str, ...] = ("dcgan", "lsgan", "acgan", "cgan")

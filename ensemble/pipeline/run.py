@@ -103,9 +103,8 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     _write_json(out / "config.json", cfg.to_dict())
 
     with _stage(res, timer, "data"):
-        train_ds = load_dataset(cfg.dataset, split="train", root=cfg.data_root)
-        val_ds = load_dataset(cfg.dataset, split="val", root=cfg.data_root)
-        test_ds = load_dataset(cfg.dataset, split="test", root=cfg.data_root)
+        train_ds, val_ds, test_ds = (load_dataset(cfg.dataset, split=s, root=cfg.data_root, size=cfg.size)
+                                     for s in ("train", "val", "test"))
         score_ds = train_ds if cfg.n_real is None else train_ds.subset(cfg.n_real, seed=seeds.real_subset_seed(cfg.seed))
 
     zoo_dir = out / "zoo"
@@ -115,7 +114,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
                  "seed": seeds.zoo_seed(cfg.seed, arch, hp), **hp}
                 for arch, hp in _zoo_runs(cfg)]
         train_zoo(runs, out_dir=zoo_dir,
-                  data=DataSpec.resolve(cfg.dataset, split="train", root=cfg.data_root),
+                  data=DataSpec.resolve(cfg.dataset, split="train", root=cfg.data_root, size=cfg.size),
                   iterations=cfg.iterations, snapshots=list(cfg.snapshots),
                   batch_size=cfg.batch_size, device=cfg.device, dataset_name=cfg.dataset,
                   backend=backend, progress=progress)
