@@ -61,3 +61,28 @@ def tiny_run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("run")
     res = run_pipeline(make_config("tiny", data_root=str(data_root), device="cpu"), out, progress=False)
     return out, res
+
+
+@pytest.fixture(scope="session")
+def torchscript_generator():
+    """``make(path, size=12, hidden=4)``: save a small conditional TorchScript generator
+    ``(z, labels) -> tanh images (n, 1, size, size)`` (2 classes, latent = hidden) and return path."""
+    import torch
+    from torch import nn
+
+    class Conditional(nn.Module):
+        def __init__(self, size: int, hidden: int):
+            super().__init__()
+            torch.manual_seed(0)
+            self.size = size
+            self.embed = nn.Embedding(2, hidden)
+            self.fc = nn.Linear(hidden, size * size)
+
+        def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.fc(z + self.embed(labels))).view(z.shape[0], 1, self.size, self.size)
+
+    def make(path, size: int = 12, hidden: int = 4):
+        torch.jit.save(torch.jit.script(Conditional(size, hidden)), str(path))
+        return path
+
+    return make

@@ -8,9 +8,7 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torch import nn
 
 from ensemble.cli import zoo as zoo_cli
 from ensemble.grids import image_grid, save_grid
@@ -29,22 +27,11 @@ def cli(argv: list[str]) -> int:
     return 0 if isinstance(result, dict) else result
 
 
-class Conditional(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(2, 4)
-        self.fc = nn.Linear(4, 12 * 12)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.fc(z + self.embed(labels))).view(z.shape[0], 1, 12, 12)
-
-
 @pytest.fixture
-def ts_zoo(tmp_path):
+def ts_zoo(tmp_path, torchscript_generator):
     """A zoo folder with one registered TorchScript generator (12x12, 2 classes)."""
     f = tmp_path / "g.pt"
-    torch.jit.save(torch.jit.script(Conditional()), str(f))
+    torchscript_generator(f)
     zoo_dir = tmp_path / "zoo"
     assert cli(["zoo", "register-torchscript", str(zoo_dir), str(f), "--name", "ts", "--latent-dim", "4",
                 "--num-classes", "2", "--image-shape", "12x12", "--dataset", "toy"]) == 0

@@ -9,9 +9,7 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torch import nn
 
 from ensemble.cli import main
 from zoo.catalog import MANIFEST_COLUMNS, Catalog
@@ -19,18 +17,7 @@ from zoo.catalog import MANIFEST_COLUMNS, Catalog
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::FutureWarning")]  # torch.jit notices
 
 
-class Scripted(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(2, 8)
-        self.fc = nn.Linear(8, 28 * 28)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.fc(z + self.embed(labels))).view(z.shape[0], 1, 28, 28)
-
-
-def test_imported_zoo_through_every_stage(pneumonia, data_root, tmp_path, capsys):
+def test_imported_zoo_through_every_stage(pneumonia, data_root, tmp_path, capsys, torchscript_generator):
     held = tmp_path / "held"
     # Members trained elsewhere (two snapshots of a tiny run).
     assert main(["zoo", "train", "--dataset", "pneumoniamnist", "--data-root", str(data_root),
@@ -43,7 +30,7 @@ def test_imported_zoo_through_every_stage(pneumonia, data_root, tmp_path, capsys
         (held / "folder" / str(int(label))).mkdir(parents=True, exist_ok=True)
         Image.fromarray(img).save(held / "folder" / str(int(label)) / f"{i}.png")
     np.savez(held / "flipped.npz", images=real.images[:, :, ::-1], labels=real.labels)
-    torch.jit.save(torch.jit.script(Scripted()), str(held / "g.pt"))
+    torchscript_generator(held / "g.pt", size=28, hidden=8)
 
     rows = [{"name": r["name"], "run": "dc", "kind": "native", "dataset": "pneumoniamnist",
              "path": f"trained/{r['path']}"} for _, r in trained.list().iterrows()]

@@ -8,8 +8,6 @@ import logging
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from ensemble.cli import main
 from zoo.catalog import MANIFEST_COLUMNS, Catalog
@@ -17,19 +15,8 @@ from zoo.catalog import MANIFEST_COLUMNS, Catalog
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit deprecation notices
 
 
-class Conditional(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.embed = nn.Embedding(2, 4)
-        self.fc = nn.Linear(4, 12 * 12)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.fc(z + self.embed(labels))).view(z.shape[0], 1, 12, 12)
-
-
 @pytest.fixture
-def held(tmp_path):
+def held(tmp_path, torchscript_generator):
     """A researcher's files: a StudioGAN-style sample folder, an npz sample set, a TorchScript file."""
     root = tmp_path / "held"
     for label, count in ((0, 3), (1, 2)):
@@ -39,7 +26,7 @@ def held(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(root / "ddpm.npz", images=rng.integers(0, 256, (8, 12, 12), dtype=np.uint8),
              labels=np.arange(8) % 2)
-    torch.jit.save(torch.jit.script(Conditional()), str(root / "g.pt"))
+    torchscript_generator(root / "g.pt")
     return root
 
 
