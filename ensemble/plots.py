@@ -37,10 +37,20 @@ def plot_front(search, selected=None, path: str | os.PathLike | None = None, *, 
                max_points: int = 50_000, title: str | None = None, seed: int = 0) -> Figure:
     """Every evaluated ensemble (faint), the Pareto front (bold steps), and G* (star).
 
-    x = Inter-d (lower is better), y = Intra-d (higher is better). At most ``max_points``
-    evaluated points are drawn (a seeded random subset) to keep files small.
+    x = Inter-d (lower is better), y = Intra-d (higher is better); with other objectives, x = the
+    second and y = the first. At most ``max_points`` evaluated points are drawn (a seeded random
+    subset) to keep files small.
     """
     search._check_fitted()
+    from ensemble.search.objectives import DEFAULT_OBJECTIVES, get_objective
+
+    names = list(getattr(search, "objectives_", DEFAULT_OBJECTIVES))
+    ycol, xcol, x_label, y_label = "intra_d", "inter_d", X_LABEL, Y_LABEL
+    if tuple(names) != DEFAULT_OBJECTIVES:
+        oy, ox = get_objective(names[0]), get_objective(names[1])
+        ycol, xcol = oy.column, ox.column
+        y_label = f"{oy.name} ({'↑' if oy.maximise else '↓'})"
+        x_label = f"{ox.name} ({'↑' if ox.maximise else '↓'})"
     if ax is None:
         fig = _new_figure()
         ax = fig.add_subplot()
@@ -51,20 +61,22 @@ def plot_front(search, selected=None, path: str | os.PathLike | None = None, *, 
         idx = np.arange(len(ev))
         if len(ev) > max_points:
             idx = np.sort(np.random.default_rng(seed).choice(len(ev), max_points, replace=False))
-        ax.scatter(ev["inter_d"].to_numpy()[idx], ev["intra_d"].to_numpy()[idx], s=4, c="0.6",
+        ax.scatter(ev[xcol].to_numpy()[idx], ev[ycol].to_numpy()[idx], s=4, c="0.6",
                    alpha=0.25, linewidths=0, rasterized=True,
                    label=f"evaluated ({len(ev):,})")
-    front = search.front_.sort_values(["inter_d", "intra_d"])
-    x, y = front["inter_d"].to_numpy(float), front["intra_d"].to_numpy(float)
+    front = search.front_.sort_values([xcol, ycol])
+    x, y = front[xcol].to_numpy(float), front[ycol].to_numpy(float)
     ax.step(x, y, where="post", color="C0", lw=1.8, zorder=3)
     ax.scatter(x, y, s=18, color="C0", zorder=4, label=f"Pareto front ({len(front)})")
     if selected is not None:
-        ax.scatter([selected.inter_d], [selected.intra_d], marker="*", s=260, color="C3",
+        sx = selected.objectives.get(names[1], selected.inter_d) if xcol != "inter_d" else selected.inter_d
+        sy = selected.objectives.get(names[0], selected.intra_d) if ycol != "intra_d" else selected.intra_d
+        ax.scatter([sx], [sy], marker="*", s=260, color="C3",
                    edgecolors="k", linewidths=0.6, zorder=5, label="G*")
-        ax.annotate(f"G* ({selected.rule}, |E|={selected.size})", (selected.inter_d, selected.intra_d),
+        ax.annotate(f"G* ({selected.rule}, |E|={selected.size})", (sx, sy),
                     xytext=(8, -14), textcoords="offset points", fontsize=9, color="C3", zorder=6)
-    ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(Y_LABEL)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.set_title(title or f"{search.algorithm}: {len(search.tables_names_)} generators, "
                  f"{search.n_evals_:,} evaluations")
     ax.grid(alpha=0.3)
