@@ -57,7 +57,10 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = run_pipeline(cfg, args.out)
     print(f"G* ({res.selected.rule}): {', '.join(res.selected.members)}")
-    print(f"  Intra-d {res.selected.intra_d:.4f}  Inter-d {res.selected.inter_d:.4f}")
+    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in res.selected.objectives.items()))
+    excluded = res.selected.meta.get("degenerate_excluded") or []
+    if excluded:
+        print(f"  left out as degenerate: {', '.join(excluded)}")
     for stage, sec in res.timings.items():
         print(f"  {stage:<11s} {sec:7.1f} s{'  (cached)' if res.cached.get(stage) else ''}")
     print(f"report: {res.paths['report']}  ({time.perf_counter() - t0:.0f} s)")

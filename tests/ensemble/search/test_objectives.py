@@ -320,3 +320,11 @@ def test_keep_degenerate_searches_it_and_inter_d_rewards_it(with_constant):
     assert kept.excluded_ == [] and "black" in kept.tables_names_
     # the bug of issue 13: with Inter-d, the collapsed generator looks perfectly non-redundant
     assert any("black" in m for m in kept.front_["members"])
+
+
+def test_degenerate_members_are_kept_when_too_few_others_remain(with_constant, caplog):
+    tables = with_constant.subset(["g1", "black"])
+    with caplog.at_level(logging.WARNING):
+        s = EnsembleSearch("exhaustive").fit(tables)
+    assert s.excluded_ == [] and s.tables_names_ == ["g1", "black"]
+    assert "too few others remain" in caplog.text
