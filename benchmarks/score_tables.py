@@ -35,7 +35,14 @@ linearly with P: the centred float32 copy of every generator's features is kept 
 
 Targets: at least 3x faster than the reference way, within 1.5x of the floor.
 
+With and without the pair table: ``ScoreTables.from_features(..., pairwise=False)`` (what the score
+stage builds when no selected objective needs generator-pair distances, e.g. ``class-intra-d`` and
+``coverage-overlap``) skips the P(P-1)/2 pair products and the P generator radii. Both are timed in
+the same run, alternating, best of ``--reps``, and their ratio printed; ``--pairs-only`` runs just
+this comparison (no reference, no floor).
+
     python benchmarks/score_tables.py [--P 40] [--n 4708] [--ref-pairs 20] [--extrapolate-to 40] [--reps 1]
+    python benchmarks/score_tables.py --P 40 --n 1000 --pairs-only
 """
 
 from __future__ import annotations
@@ -63,6 +70,14 @@ def run_ours(real: np.ndarray, fakes: dict[str, np.ndarray]) -> dict:
     t = ScoreTables.from_features(real, fakes, k=K, progress=False)
     return {"names": t.names, "directed": np.nan_to_num(t.pairwise_directed, nan=-1.0).tolist(),
             "d": t.d.tolist()}
+
+
+def run_ours_no_pairs(real: np.ndarray, fakes: dict[str, np.ndarray]) -> dict:
+    """The score stage without the pair table (no Inter-d)."""
+    from ensemble.scoring.tables import ScoreTables
+
+    t = ScoreTables.from_features(real, fakes, k=K, pairwise=False, progress=False)
+    return {"names": t.names, "d": t.d.tolist()}
 
 
 def run_reference(real: np.ndarray, fakes: dict[str, np.ndarray], calls: list) -> dict:
@@ -133,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
     ap.add_argument("--reps", type=int, default=1, help="alternating runs of ours and the floor; best of each")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs-only", action="store_true",
+                    help="only time the score stage with and without the pair table")
     args = ap.parse_args(argv)
     if args.P < 2:
         ap.error("--P must be at least 2 (the tables need pairs)")
@@ -153,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             np.save(fake_dir / f"g{g:03d}.npy", f)
         inputs = {"real": Path(tmp) / "real.npy", "fakes": fake_dir}
         names = [f"g{g:03d}" for g in range(p)]
+        if args.pairs_only:
+            return _pairs_comparison(me, inputs, p, args.reps)
 
         # ours and the floor alternate, best of --reps each: on a shared machine a load change
         # between the two would otherwise move their ratio
@@ -212,6 +231,24 @@ def main(argv: list[str] | None = None) -> int:
           f"floor {mib(floor['peak_bytes']) if floor else '-'} (centred float32 copies of all features + one block)")
     print(f"sampled prdc d vs our tables: max |difference| = {worst:.2e}")
     print("targets: >= 3x faster than the reference way, within 1.5x of the floor")
+    return 0
+
+
+def _pairs_comparison(me: Path, inputs: dict, p: int, reps: int) -> int:
+    """Time the score stage with and without the pair table (alternating, best of ``reps``)."""
+    with_pairs, without = [], []
+    for rep in range(reps):
+        with_pairs.append(run_isolated(me, "run_ours", inputs, {}))
+        without.append(run_isolated(me, "run_ours_no_pairs", inputs, {}))
+        print(f"  run {rep + 1}: with pair table {with_pairs[-1]['seconds']:.1f} s, "
+              f"without {without[-1]['seconds']:.1f} s", flush=True)
+    a = min(with_pairs, key=lambda r: r["seconds"])
+    b = min(without, key=lambda r: r["seconds"])
+    same = np.array_equal(np.asarray(a["result"]["d"]), np.asarray(b["result"]["d"]))
+    print()
+    print(f"score stage at P={p}: with the pair table {a['seconds']:.1f} s (peak {mib(a['peak_bytes'])}), "
+          f"without {b['seconds']:.1f} s (peak {mib(b['peak_bytes'])}): "
+          f"{a['seconds'] / b['seconds']:.1f}x faster without; per-generator d identical: {same}")
     return 0
 
 

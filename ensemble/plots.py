@@ -43,18 +43,33 @@ def plot_front(search, selected=None, path: str | os.PathLike | None = None, *, 
     check_is_fitted(search, "front_", msg="this EnsembleSearch is not fitted yet; call .fit(tables) first")
     return plot_pareto(search.front_, search.evaluated_, selected, path, ax=ax, max_points=max_points,
                        title=title or f"{search.algorithm}: {len(search.tables_names_)} generators, "
-                                      f"{search.n_evals_:,} evaluations", seed=seed)
+                                      f"{search.n_evals_:,} evaluations", seed=seed,
+                       objectives=list(getattr(search, "objectives_", None) or []) or None)
 
 
 def plot_pareto(front: pd.DataFrame, evaluated: pd.DataFrame | None = None, selected=None,
                 path: str | os.PathLike | None = None, *, ax=None, max_points: int = 50_000,
-                title: str | None = None, seed: int = 0) -> Figure:
+                title: str | None = None, seed: int = 0, objectives=None) -> Figure:
     """The front (``front.csv`` as :func:`ensemble.search.load_front` reads it), the evaluated
     ensembles (``evaluated.csv``, optional, faint) and G* (an :class:`~ensemble.search.Ensemble`).
 
-    x = Inter-d (lower is better), y = Intra-d (higher is better). At most ``max_points``
-    evaluated points are drawn (a seeded random subset) to keep files small.
+    x = Inter-d (lower is better), y = Intra-d (higher is better); with other objectives, x = the
+    second and y = the first. At most ``max_points`` evaluated points are drawn (a seeded random
+    subset) to keep files small. ``objectives``: the search's objective names (default: those
+    ``selected`` records, else Intra-d / Inter-d).
     """
+    from ensemble.search.objectives import DEFAULT_OBJECTIVES, get_objective
+
+    if objectives is None:
+        named = dict(getattr(selected, "objectives", None) or {})
+        objectives = list(named) if len(named) >= 2 else DEFAULT_OBJECTIVES
+    names = list(objectives)
+    ycol, xcol, x_label, y_label = "intra_d", "inter_d", X_LABEL, Y_LABEL
+    if tuple(names[:2]) != tuple(DEFAULT_OBJECTIVES):
+        oy, ox = get_objective(names[0]), get_objective(names[1])
+        ycol, xcol = oy.column, ox.column
+        y_label = f"{oy.name} ({'↑' if oy.maximise else '↓'})"
+        x_label = f"{ox.name} ({'↑' if ox.maximise else '↓'})"
     if ax is None:
         fig = _new_figure()
         ax = fig.add_subplot()
@@ -65,20 +80,22 @@ def plot_pareto(front: pd.DataFrame, evaluated: pd.DataFrame | None = None, sele
         idx = np.arange(len(ev))
         if len(ev) > max_points:
             idx = np.sort(np.random.default_rng(seed).choice(len(ev), max_points, replace=False))
-        ax.scatter(ev["inter_d"].to_numpy()[idx], ev["intra_d"].to_numpy()[idx], s=4, c="0.6",
+        ax.scatter(ev[xcol].to_numpy()[idx], ev[ycol].to_numpy()[idx], s=4, c="0.6",
                    alpha=0.25, linewidths=0, rasterized=True,
                    label=f"evaluated ({len(ev):,})")
-    front = front.sort_values(["inter_d", "intra_d"])
-    x, y = front["inter_d"].to_numpy(float), front["intra_d"].to_numpy(float)
+    front = front.sort_values([xcol, ycol])
+    x, y = front[xcol].to_numpy(float), front[ycol].to_numpy(float)
     ax.step(x, y, where="post", color="C0", lw=1.8, zorder=3)
     ax.scatter(x, y, s=18, color="C0", zorder=4, label=f"Pareto front ({len(front)})")
     if selected is not None:
-        ax.scatter([selected.inter_d], [selected.intra_d], marker="*", s=260, color="C3",
+        sx = selected.objectives.get(names[1], selected.inter_d) if xcol != "inter_d" else selected.inter_d
+        sy = selected.objectives.get(names[0], selected.intra_d) if ycol != "intra_d" else selected.intra_d
+        ax.scatter([sx], [sy], marker="*", s=260, color="C3",
                    edgecolors="k", linewidths=0.6, zorder=5, label="G*")
-        ax.annotate(f"G* ({selected.rule}, |E|={selected.size})", (selected.inter_d, selected.intra_d),
+        ax.annotate(f"G* ({selected.rule}, |E|={selected.size})", (sx, sy),
                     xytext=(8, -14), textcoords="offset points", fontsize=9, color="C3", zorder=6)
-    ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(Y_LABEL)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.set_title(title or f"Pareto front ({len(front)} ensembles)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

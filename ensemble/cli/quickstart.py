@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", default=None)
     p.add_argument("--weights", default=None, help="random, hub, in-domain, or a weights file")
     p.add_argument("--rule", default=None, help="selection rule for G*")
+    p.add_argument("--objectives", default=None,
+                   help="comma-separated search objectives (default intra-d,inter-d)")
+    p.add_argument("--keep-degenerate", action="store_true",
+                   help="also search generators flagged as degenerate")
     p.add_argument("--n-per-class", type=int, default=None)
     p.add_argument("--no-downstream", action="store_true", help="skip the downstream comparison")
     from ensemble.parallel import add_backend_arguments
@@ -46,13 +50,18 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations,
         snapshots=tuple(int(s) for s in args.snapshots.split(",")) if args.snapshots else None,
         backbone=args.backbone, weights=args.weights, rule=args.rule, n_per_class=args.n_per_class,
+        objectives=None if args.objectives is None else tuple(x for x in args.objectives.split(",") if x),
+        keep_degenerate=args.keep_degenerate or None,
         downstream=False if args.no_downstream else None,
         backend=args.backend, scheduler=args.scheduler, n_jobs=args.n_jobs,
     )
     t0 = time.perf_counter()
     res = run_pipeline(cfg, args.out)
     print(f"G* ({res.selected.rule}): {', '.join(res.selected.members)}")
-    print(f"  Intra-d {res.selected.intra_d:.4f}  Inter-d {res.selected.inter_d:.4f}")
+    print("  " + "  ".join(f"{k} {v:.4f}" for k, v in res.selected.objectives.items()))
+    excluded = res.selected.meta.get("degenerate_excluded") or []
+    if excluded:
+        print(f"  left out as degenerate: {', '.join(excluded)}")
     for stage, sec in res.timings.items():
         print(f"  {stage:<11s} {sec:7.1f} s{'  (cached)' if res.cached.get(stage) else ''}")
     print(f"report: {res.paths['report']}  ({time.perf_counter() - t0:.0f} s)")

@@ -15,6 +15,9 @@ Seeds come from :mod:`ensemble.seeds` under the root ``--seed`` (the real subset
 the generated samples), exactly as ``gan-ensemble quickstart`` derives them, so the same settings
 give the same tables as the pipeline.
 
+``--objectives a,b`` names the objectives the tables are for: when none needs the generator-pair
+table (e.g. ``class-intra-d,coverage-overlap``), the P² pair products are skipped.
+
 ``--backend dask --scheduler tcp://HOST:8786`` runs the sampling/embedding of each generator and
 the blocks of generator pairs on a Dask cluster (``--n-jobs N``: N local processes instead); the
 zoo and cache folders must then be shared by the workers (docs/cluster.md).
@@ -52,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     from ensemble.features import Embedder
     from ensemble.parallel import backend_from_args
     from ensemble.scoring import score_catalog
+    from ensemble.search.objectives import resolve_objectives
     from ensemble.seeds import embedder_seed, real_subset_seed, score_seed
     from zoo.catalog import Catalog
 
@@ -63,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     if out.suffix != ".npz":
         raise ValueError(f"--out {str(out)!r} must end in .npz (the score tables file)")
     names = _names(args.names)
+    pairwise = any(o.needs_pairwise for o in resolve_objectives(args.objectives))
     catalog = Catalog(args.zoo, create=False)
     ds = load_dataset(args.dataset, split="train", root=args.data_root, size=args.size)
     train_images, train_labels = ds.images, ds.labels
@@ -88,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         tables = score_catalog(
             catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=score_seed(args.seed),
             cache_dir=args.cache_dir, per_class=args.per_class, real_labels=ds.labels, names=names,
-            class_names=ds.class_names, backend=backend,
+            class_names=ds.class_names, backend=backend, pairwise=pairwise,
         )
     tables.meta.update({"dataset": ds.name, "zoo": str(catalog.zoo_dir)})
     tables.save(out)
@@ -100,6 +105,12 @@ def _run(args: argparse.Namespace) -> int:
           f"(k={tables.k}, {len(ds)} real, {int(tables.n_fake[best])} samples each)")
     print(f"best single generator by d: {tables.names[best]}  d={tables.d[best]:.4f}  "
           f"density={tables.density[best]:.4f}  coverage={tables.coverage[best]:.4f}")
+    if not pairwise:
+        print("no generator-pair table (no objective of --objectives needs it): Inter-d is unavailable")
+    if tables.degenerate.any():
+        reasons = tables.meta.get("degenerate") or {}
+        for name in tables.degenerate_names:
+            print(f"degenerate: {name} ({reasons.get(name, 'flagged')}); the search leaves it out")
     if args.top > 0:
         summary = tables.summary().head(args.top)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -137,6 +148,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="root seed: the real subset, embedder and sample seeds derive from it "
                         "(ensemble.seeds, as in quickstart; default 0)")
+    p.add_argument("--objectives", default="intra-d,inter-d",
+                   help="objectives the tables are for (comma-separated); the generator-pair table "
+                        "is built only when one of them needs it (default intra-d,inter-d)")
     p.add_argument("--per-class", action="store_true", help="also build per-class score tables")
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default $GAN_ENSEMBLE_CACHE, else the user cache dir)")

@@ -6,6 +6,7 @@ Examples::
     gan-ensemble search --tables out/tables.npz --out out/search --rule knee --seed 1
     gan-ensemble search --tables out/tables.npz --out out/search --rule asf --weights 0.7,0.3
     gan-ensemble search --tables out/tables.npz --out out/search --rule smallest-within --tol 0.02
+    gan-ensemble search --tables out/tables.npz --out out/search --objectives class-intra-d,coverage-overlap
 
 Writes ``front.csv`` (members as JSON lists), ``selected.json``, ``pareto.png``,
 ``hypervolume.png``, ``history.csv`` and ``evaluated.csv`` into ``--out`` through
@@ -36,6 +37,7 @@ def _weights(text: str) -> tuple[float, float]:
 def _run(args: argparse.Namespace) -> int:
     from ensemble.scoring.tables import ScoreTables
     from ensemble.search import EnsembleSearch, check_rule_params, list_rules, save_search_outputs
+    from ensemble.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
     from ensemble.seeds import search_seed
 
     if args.rule not in list_rules():
@@ -46,22 +48,27 @@ def _run(args: argparse.Namespace) -> int:
     if args.tol is not None:
         rule_params["tol"] = args.tol
     check_rule_params(args.rule, rule_params)
+    objectives = tuple(o.name for o in resolve_objectives(args.objectives))
     tables = ScoreTables.load(args.tables)
     search = EnsembleSearch(
         algorithm=args.algorithm, pop_size=args.pop_size, n_gen=args.n_gen, seed=search_seed(args.seed),
         min_size=args.min_size, max_size=args.max_size, crossover=args.crossover,
         mutation_prob=args.mutation_prob, init_density=args.init_density, n_evals=args.n_evals,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), objectives=objectives, keep_degenerate=args.keep_degenerate,
     ).fit(tables)
     selected = search.select(args.rule, **rule_params)
     selected.meta["root_seed"] = args.seed
     paths = save_search_outputs(search, args.out, selected, evaluated=not args.no_evaluated)
+    if search.excluded_:
+        print(f"left out as degenerate: {', '.join(search.excluded_)} (--keep-degenerate keeps them)")
     if selected.note:
         print(f"note: {selected.note}")
     print(f"front: {len(search.front_)} ensembles from {search.n_evals_:,} evaluations "
           f"({search.algorithm}, root seed {args.seed}, hypervolume {search.hypervolume_:.4f}); "
           f"G* ({selected.rule}): {selected.size} members, Intra-d {selected.intra_d:.4f}, "
           f"Inter-d {selected.inter_d:.4f}: {', '.join(selected.members)}")
+    if tuple(objectives) != DEFAULT_OBJECTIVES:
+        print("objectives: " + ", ".join(f"{k} {v:.4f}" for k, v in selected.objectives.items()))
     print(f"wrote {', '.join(p.name for p in paths.values())} to {args.out}")
     return {"out": str(args.out), "paths": {k: str(v) for k, v in paths.items()},
             "front_size": int(len(search.front_)), "n_evals": int(search.n_evals_),
@@ -72,6 +79,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     from ensemble.search import CROSSOVERS, list_algorithms, list_rules
+    from ensemble.search.objectives import DEFAULT_OBJECTIVES, list_objectives
 
     p = subparsers.add_parser(
         "search", help="find the Pareto front of ensembles and pick G*",
@@ -97,6 +105,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--weights", type=_weights, default=None, help="asf: importances w_fid,w_red (e.g. 0.5,0.5)")
     p.add_argument("--tol", type=float, default=None,
                    help="smallest-within: relative Intra-d tolerance (rule default 0.01)")
+    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
+                   help=f"two or more comma-separated objectives: {', '.join(list_objectives())}")
+    p.add_argument("--keep-degenerate", action="store_true",
+                   help="also search generators the tables flag as degenerate (collapsed, no coverage)")
     p.add_argument("--no-evaluated", action="store_true", help="skip evaluated.csv (every evaluated ensemble)")
     p.set_defaults(func=_run)
     return p

@@ -44,6 +44,8 @@ class PipelineConfig:
     n_gen: int = 200
     min_size: int = 2
     rule: str = "max-fidelity"
+    objectives: tuple[str, ...] = ("intra-d", "inter-d")
+    keep_degenerate: bool = False
     # export and downstream
     n_per_class: int = 750
     downstream_model: str = "small-cnn"

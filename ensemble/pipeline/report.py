@@ -45,10 +45,23 @@ def write_report(res, tables, search, selected) -> Path:
         "",
         markdown_table(single, floatfmt=".4f"),
         "",
+    ]
+    reasons = tables.meta.get("degenerate") or {}
+    excluded = set(getattr(search, "excluded_", []))
+    if tables.degenerate_names:
+        lines += ["Degenerate members (collapsed samples or almost no coverage; "
+                  f"{'left out of' if excluded else 'kept in'} the search):", ""]
+        lines += [f"- `{n}`: {reasons.get(n, 'flagged')}" for n in tables.degenerate_names]
+        lines.append("")
+    else:
+        lines += ["Degenerate members: none.", ""]
+    lines += [
         "## Search",
         "",
         f"NSGA-II, population {cfg.pop_size} × {cfg.n_gen} generations: {len(search.front_)} ensembles "
         "on the Pareto front.",
+        "",
+        f"Objectives: {', '.join(f'`{o}`' for o in search.objectives_)}; selection rule `{selected.rule}`.",
         "",
         "![Pareto front](figures/pareto.png)",
         "",

@@ -86,6 +86,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     from ensemble.plots import plot_front, plot_history
     from ensemble.scoring.tables import ScoreTables
     from ensemble.search import EnsembleSearch
+    from ensemble.search.objectives import resolve_objectives
     from ensemble.search.outputs import save_search_outputs
     from ensemble.synthesis.sample import balanced_n_per_class, sample_ensemble
     from ensemble.zoo_training import DataSpec, train_zoo
@@ -126,8 +127,12 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     score_key = cfg.digest("dataset", "families", "variants", "iterations", "snapshots", "batch_size",
                            "backbone", "weights", "image_size", "channels", "n_samples", "n_real",
                            "k", "seed")
+    objectives = resolve_objectives(cfg.objectives)
+    pairwise = any(o.needs_pairwise for o in objectives)
     with _stage(res, timer, "score") as st:
         tables = _load_if_current(tables_path, score_key)
+        if tables is not None and ((pairwise and not tables.has_pairwise) or not tables.has_labels):
+            tables = None  # cached without what these objectives need
         if tables is not None:
             st.cached = True
         else:
@@ -138,14 +143,16 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
                 embedder.fit(train_ds.images, train_ds.labels)
             tables = ScoreTables.compute(catalog, score_ds.images, embedder, n_samples=cfg.n_samples,
                                          k=cfg.k, seed=seeds.score_seed(cfg.seed),
-                                         cache_dir=out / "cache", progress=progress, backend=backend)
+                                         cache_dir=out / "cache", progress=progress, backend=backend,
+                                         real_labels=score_ds.labels, pairwise=pairwise)
             tables.meta.update({"dataset": cfg.dataset, "zoo": str(zoo_dir), "pipeline_key": score_key})
             tables.save(tables_path)
     res.paths["tables"] = tables_path
 
     with _stage(res, timer, "search"):
         search = EnsembleSearch(pop_size=cfg.pop_size, n_gen=cfg.n_gen, min_size=cfg.min_size,
-                                seed=seeds.search_seed(cfg.seed)).fit(tables)
+                                seed=seeds.search_seed(cfg.seed), objectives=tuple(cfg.objectives),
+                                keep_degenerate=cfg.keep_degenerate).fit(tables)
         selected = search.select(cfg.rule)
         selected.meta["root_seed"] = cfg.seed
         save_search_outputs(search, out, selected=selected, plots=False)

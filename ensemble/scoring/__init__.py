@@ -4,7 +4,8 @@
 - :mod:`.blockkernel`: the one-pass C kernel behind :func:`~.knn.compare_sets` on the CPU;
 - :mod:`.tables`: :class:`ScoreTables`, the data the search needs (Intra-d / Inter-d), made
   from features (:func:`score_features`) or from a zoo catalog (:func:`score_catalog`);
-- :mod:`.build`: the computing behind those two, with its per-generator and pair-block tasks.
+- :mod:`.build`: the computing behind those two, with its per-generator and pair-block tasks;
+- :mod:`.degenerate`: which generators collapsed or cover almost no real point.
 """
 
 from ensemble.scoring.build import (
@@ -14,6 +15,7 @@ from ensemble.scoring.build import (
     score_generator_task,
     score_pair_block_task,
 )
+from ensemble.scoring.degenerate import degenerate_reason, feature_spread
 from ensemble.scoring.knn import (
     PairStats,
     PreparedFeatures,
@@ -40,6 +42,8 @@ __all__ = [
     "check_k",
     "compare_sets",
     "d_score",
+    "degenerate_reason",
+    "feature_spread",
     "density_coverage",
     "fake_counts_and_hits",
     "feature_fields",

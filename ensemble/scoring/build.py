@@ -24,6 +24,7 @@ import numpy as np
 from ensemble.features.cache import FeatureCache
 from ensemble.features.collect import compute_features
 from ensemble.parallel import Backend, using_backend
+from ensemble.scoring.degenerate import degenerate_reason, feature_spread
 from ensemble.scoring.knn import (
     PreparedFeatures,
     check_features,
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarray], *, k: int = 5,
                    inter_mode: str = "symmetric", pairwise: bool = True,
                    real_radii: np.ndarray | None = None, meta: dict | None = None,
-                   device: str = "auto", progress: bool = True, backend: Any = None) -> dict:
+                   device: str = "auto", progress: bool = True, backend: Any = None,
+                   real_labels: np.ndarray | None = None,
+                   fake_labels: Mapping[str, np.ndarray] | None = None) -> dict:
     """The fields of score tables from embeddings: one pass per generator, one per generator pair.
 
     Returns the keyword arguments of :class:`~ensemble.scoring.tables.ScoreTables` (this module
@@ -59,6 +62,14 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
     ``pairwise=False`` skips Inter-d; ``real_radii`` reuses the real k-NN radii. ``backend`` (an
     :mod:`ensemble.parallel` backend or its name; default in this process) runs the
     per-generator passes and blocks of generator pairs as tasks; the tables do not depend on it.
+
+    ``real_labels`` (N,) and ``fake_labels`` ``{name: (M_g,)}`` (the class each sample was
+    generated for) add the per-class fields class-intra-d and the per-class coverage overlap
+    need: for every class c, one more pass per generator of its class-c samples against the
+    class-c real points, with their own k-NN radii within class c (``class_counts`` and
+    ``class_n_fake`` (C, P), ``class_hits`` (N, P), ``real_labels``). Every generator is also
+    checked for degeneracy (:mod:`ensemble.scoring.degenerate`): ``degenerate`` (P,) and
+    ``meta["degenerate"]`` ``{name: reason}``.
     """
     if inter_mode not in ("symmetric", "first-name"):
         raise ValueError(f"unknown inter_mode {inter_mode!r}; use one of symmetric, first-name")
@@ -89,14 +100,76 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
         _fill_tables(b, real, radii, pr.center.cpu().numpy(), [fakes[n] for n in names], names,
                      k=k, pairwise=pairwise, device=device, progress=progress, counts=counts,
                      hits=hits, directed=directed)
+        class_fields = None
+        if real_labels is not None or fake_labels is not None:
+            class_fields = _class_fields(b, real, real_labels, fakes, fake_labels, names, k=k,
+                                         device=device, progress=progress)
     density = counts / (k * n_fake)
     coverage = hits.mean(0)
     folded = _fold(directed, names, inter_mode)
+    real_spread = feature_spread(real)
+    reasons = {n: degenerate_reason(fakes[n], k=k, coverage=float(coverage[g]), real_spread=real_spread)
+               for g, n in enumerate(names)}
     meta = dict(meta or {})
-    meta.update({"inter_mode": inter_mode})
-    return dict(names=names, k=k, n_real=len(real), counts=counts, n_fake=n_fake, hits=hits,
-                density=density, coverage=coverage, d=d_score(density, coverage),
-                pairwise=folded, pairwise_directed=directed, meta=meta)
+    meta.update({"inter_mode": inter_mode, "degenerate": {n: r for n, r in reasons.items() if r}})
+    out = dict(names=names, k=k, n_real=len(real), counts=counts, n_fake=n_fake, hits=hits,
+               density=density, coverage=coverage, d=d_score(density, coverage),
+               pairwise=folded, pairwise_directed=directed, meta=meta,
+               degenerate=np.array([bool(reasons[n]) for n in names], bool))
+    if class_fields is not None:
+        out.update(class_fields)
+    return out
+
+
+def _class_fields(backend: Backend, real: np.ndarray, real_labels: np.ndarray | None,
+                  fakes: Mapping[str, np.ndarray], fake_labels: Mapping[str, np.ndarray] | None,
+                  names: Sequence[str], *, k: int, device: Any, progress: bool) -> dict:
+    """Per-class counts, sample counts and hits: class-c samples against class-c real points."""
+    if real_labels is None or fake_labels is None:
+        raise ValueError("per-class scores need both real_labels (the class of each real image) and "
+                         "fake_labels ({generator name: the class each sample was generated for})")
+    y = np.asarray(real_labels).reshape(-1)
+    if len(y) != len(real):
+        raise ValueError(f"real_labels has {len(y)} entries but there are {len(real)} real features")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"real_labels must be integers, got dtype {y.dtype}")
+    missing = [n for n in names if n not in fake_labels]
+    if missing:
+        raise ValueError(f"fake_labels lack the generator(s) {missing[:5]}")
+    fl = {}
+    for n in names:
+        lab = np.asarray(fake_labels[n]).reshape(-1)
+        if len(lab) != len(fakes[n]):
+            raise ValueError(f"fake_labels[{n!r}] has {len(lab)} entries but the generator has "
+                             f"{len(fakes[n])} samples")
+        fl[n] = lab
+    classes = np.unique(y)
+    p = len(names)
+    class_counts = np.zeros((len(classes), p), np.int64)
+    class_n_fake = np.zeros((len(classes), p), np.int64)
+    class_hits = np.zeros((len(real), p), bool)
+    for ci, c in enumerate(classes):
+        rows = np.flatnonzero(y == c)
+        if len(rows) < k + 1:
+            raise ValueError(f"class {int(c)} has {len(rows)} real images; per-class scores need at "
+                             f"least k+1 = {k + 1} in every class")
+        real_c = real[rows]
+        pr = prepare_features(real_c, device=device, name=f"real features of class {int(c)}")
+        radii = knn_radii(pr, k)
+        gens = [g for g, n in enumerate(names) if (fl[n] == c).any()]
+        if not gens:
+            continue
+        counts = np.zeros(len(gens), np.int64)
+        hits = np.zeros((len(rows), len(gens)), bool)
+        _fill_tables(backend, real_c, radii, pr.center.cpu().numpy(),
+                     [fakes[names[g]][fl[names[g]] == c] for g in gens], [names[g] for g in gens],
+                     k=k, pairwise=False, device=device, progress=progress, counts=counts,
+                     hits=hits, directed=np.full((len(gens), len(gens)), np.nan))
+        class_counts[ci, gens] = counts
+        class_n_fake[ci, gens] = [int((fl[names[g]] == c).sum()) for g in gens]
+        class_hits[np.ix_(rows, gens)] = hits
+    return dict(real_labels=y.astype(np.int64), class_counts=class_counts, class_n_fake=class_n_fake,
+                class_hits=class_hits)
 
 
 def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
@@ -104,13 +177,16 @@ def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
                   cache_dir: str | os.PathLike | None = None, per_class: bool = False,
                   real_labels: np.ndarray | None = None, names: list[str] | None = None,
                   inter_mode: str = "symmetric", class_names: list[str] | None = None,
-                  backend: Any = None, progress: bool = True) -> dict:
+                  backend: Any = None, progress: bool = True, pairwise: bool = True) -> dict:
     """Sample every catalog generator, embed (cached by content), and compute the tables' fields.
 
     ``n_samples=None`` takes as many samples per generator as there are real images (the
     reference protocol). ``per_class=True`` also builds one set of tables per class
     (``by_class``: ``{class name: fields}``), which needs ``real_labels``. ``backend``: one backend (one cluster client)
-    for the sampling/embedding and the scoring tasks (default: in this process).
+    for the sampling/embedding and the scoring tasks (default: in this process). With
+    ``real_labels`` the tables also hold the per-class fields of class-intra-d (the samples'
+    labels are the ones each generator was sampled with); ``pairwise=False`` skips the P² pair
+    products (no Inter-d).
     """
     if per_class and real_labels is None:
         raise ValueError("per_class=True needs real_labels (the class of each real image)")
@@ -120,9 +196,12 @@ def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
                               real_labels=real_labels, progress=progress, backend=b)
         meta = dict(fs.meta)
         meta.update({"k": k, "seed": seed})
+        labels = fs.real_labels if fs.real_labels is not None else real_labels
+        with_labels = labels is not None and not per_class  # per_class: taken from by_class below
         tables = feature_fields(fs.real, fs.fake, k=k, inter_mode=inter_mode, meta=meta,
                                 device=getattr(embedder, "device", "auto"), progress=progress,
-                                backend=b)
+                                backend=b, pairwise=pairwise, real_labels=labels if with_labels else None,
+                                fake_labels=fs.fake_labels if with_labels else None)
         if per_class:
             labels = np.asarray(fs.real_labels if fs.real_labels is not None else real_labels)
             classes = sorted(set(labels.tolist()))
@@ -132,6 +211,16 @@ def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
                 tables.setdefault("by_class", {})[cname] = feature_fields(
                     fs.real[labels == c], fake_c, k=k, inter_mode=inter_mode,
                     meta={**meta, "class": cname}, progress=progress, backend=b)
+            # the per-class fields of class-intra-d are the per-class tables' counts and hits
+            # (the same passes: class-c samples against class-c real points, radii within class c)
+            parts = list(tables["by_class"].values())
+            class_hits = np.zeros_like(tables["hits"])
+            for c, part in zip(classes, parts, strict=True):
+                class_hits[labels == c] = part["hits"]
+            tables.update(real_labels=np.asarray(labels, np.int64),
+                          class_counts=np.stack([part["counts"] for part in parts]),
+                          class_n_fake=np.stack([part["n_fake"] for part in parts]),
+                          class_hits=class_hits)
     return tables
 
 

@@ -5,6 +5,13 @@ With the real k-NN radii fixed, Intra-d of any ensemble E decomposes exactly (ME
 a precomputed P × P matrix of d between generators. After one pass over the features, evaluating
 an ensemble costs O(N·|E|) and a whole population is one small matrix product.
 
+With the real labels and the classes the samples were generated for, the tables also hold the
+same decomposition per class (``class_counts``, ``class_n_fake``, ``class_hits``: class-c samples
+against the class-c real points and their own k-NN radii within class c), from which
+:meth:`ScoreTables.class_intra_d` and :meth:`ScoreTables.coverage_overlap` are exact. Generators
+whose samples collapsed or that cover almost no real point are flagged (``degenerate``, with the
+reasons in ``meta["degenerate"]``; see :mod:`ensemble.scoring.degenerate`).
+
 This module holds the tables (fields, the objectives ``intra_d``/``inter_d``, subsets, the
 ``.npz`` file) and the two ways to make them, :func:`score_features` (from embeddings) and
 :func:`score_catalog` (from a zoo catalog; the scoring entry point). The computing lives in
@@ -45,6 +52,12 @@ class ScoreTables:
     point i is covered by S_g; ``density``/``coverage``/``d`` per generator against real;
     ``pairwise_directed[g, h]`` = d(S_g, S_h) with S_g as the reference; ``pairwise`` = the folded
     matrix Inter-d uses (``meta["inter_mode"]``), diagonal NaN.
+
+    Optional, with labels: ``real_labels`` (N,); ``class_counts[c, g]`` and ``class_n_fake[c, g]``
+    as ``counts``/``n_fake`` for the class-c samples of g against the class-c real points (radii
+    within class c, classes in ascending label order); ``class_hits[i, g]`` = real point i is
+    covered by the samples g generated for i's class. ``degenerate[g]``: g is flagged as
+    degenerate (reasons in ``meta["degenerate"]``).
     """
 
     names: list[str]
@@ -60,6 +73,11 @@ class ScoreTables:
     pairwise_directed: np.ndarray
     meta: dict = field(default_factory=dict)
     by_class: dict[str, ScoreTables] = field(default_factory=dict)
+    real_labels: np.ndarray | None = None
+    class_counts: np.ndarray | None = None
+    class_n_fake: np.ndarray | None = None
+    class_hits: np.ndarray | None = None
+    degenerate: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.names = [str(n) for n in self.names]
@@ -86,8 +104,31 @@ class ScoreTables:
         self.has_pairwise = bool(np.isfinite(pw).all())
         if not self.has_pairwise and not np.isnan(pw).all():
             raise ValueError("score tables pairwise matrix contains NaN or inf off the diagonal")
+        self.degenerate = (np.zeros(p, bool) if self.degenerate is None
+                           else np.asarray(self.degenerate, dtype=bool).reshape(-1))
+        if self.degenerate.shape != (p,):
+            raise ValueError(f"score tables field degenerate has shape {self.degenerate.shape}, expected {(p,)}")
+        class_fields = (self.real_labels, self.class_counts, self.class_n_fake, self.class_hits)
+        if any(f is not None for f in class_fields):
+            if any(f is None for f in class_fields):
+                raise ValueError("per-class score fields come together: real_labels, class_counts, "
+                                 "class_n_fake and class_hits")
+            self.real_labels = np.asarray(self.real_labels, dtype=np.int64).reshape(-1)
+            self.class_counts = np.asarray(self.class_counts, dtype=np.int64)
+            self.class_n_fake = np.asarray(self.class_n_fake, dtype=np.int64)
+            self.class_hits = np.asarray(self.class_hits, dtype=bool)
+            c = len(np.unique(self.real_labels))
+            for name, arr, shape in [
+                ("real_labels", self.real_labels, (self.n_real,)), ("class_counts", self.class_counts, (c, p)),
+                ("class_n_fake", self.class_n_fake, (c, p)), ("class_hits", self.class_hits, (self.n_real, p)),
+            ]:
+                if arr.shape != shape:
+                    raise ValueError(f"score tables field {name} has shape {arr.shape}, expected {shape}")
         self._hits_f = None
         self._w = None
+        self._class_hits_f = None
+        self._class_rows = None
+        self._overlap = None
 
     # ------------------------------------------------------------------ objectives
     @property
@@ -105,6 +146,23 @@ class ScoreTables:
                 raise ValueError("mask must be boolean (or 0/1)")
             m = m.astype(bool)
         return m, single
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the tables hold the per-class fields (real and sample labels were given)."""
+        return self.real_labels is not None
+
+    @property
+    def degenerate_names(self) -> list[str]:
+        """Names of the generators flagged as degenerate (see :mod:`ensemble.scoring.degenerate`)."""
+        return [n for n, flag in zip(self.names, self.degenerate, strict=True) if flag]
+
+    def warn_degenerate(self) -> None:
+        """Log a warning naming every degenerate generator and why it was flagged."""
+        reasons = self.meta.get("degenerate") or {}
+        for name in self.degenerate_names:
+            log.warning("generator %r is degenerate (%s); the search leaves it out unless "
+                        "keep_degenerate=True (--keep-degenerate)", name, reasons.get(name, "flagged"))
 
     def mask_of(self, names) -> np.ndarray:
         """Boolean mask selecting ``names`` (unknown names raise, listing a few known ones)."""
@@ -135,6 +193,57 @@ class ScoreTables:
         dens, cov = self.density_coverage(mask)
         return d_score(dens, cov)
 
+    def class_intra_d(self, mask):
+        """Class-intra-d: mean over classes c of d(real of class c, members' class-c samples).
+
+        Exact, from the per-class counts and hits (one matrix product per population). A class
+        for which the members generated nothing scores 0. Without labels there is one class and
+        the value is :meth:`intra_d`. NaN for an empty mask.
+        """
+        if not self.has_labels:
+            return self.intra_d(mask)
+        m, single = self._masks(mask)
+        mf = m.astype(np.float64)
+        n = mf @ self.class_n_fake.T  # (pop, C)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dens = np.where(n > 0, (mf @ self.class_counts.T) / (self.k * n), 0.0)
+        if self._class_hits_f is None:
+            self._class_hits_f = self.class_hits.astype(np.float32)
+            self._class_rows = [np.flatnonzero(self.real_labels == c) for c in np.unique(self.real_labels)]
+        covered = (self._class_hits_f @ m.T.astype(np.float32)) > 0  # (N, pop)
+        # per-class means, one column per mask (a mask's value never depends on its batch)
+        cov = np.column_stack([covered[rows].mean(0) for rows in self._class_rows])  # (pop, C)
+        out = d_score(dens, cov).mean(1)
+        out[m.sum(1) == 0] = np.nan
+        return out[0] if single else out
+
+    def overlap_matrix(self) -> np.ndarray:
+        """(P, P) Jaccard overlap of the generators' hit vectors (per class when labelled, then averaged).
+
+        ``|H_g ∩ H_h| / |H_g ∪ H_h|`` over the real points each covers; a generator that covers
+        no real point (of a class) counts as fully overlapping (1): it adds nothing. Diagonal 1.
+        """
+        if self._overlap is None:
+            if self.has_labels:
+                parts = [_jaccard(self.class_hits[self.real_labels == c])
+                         for c in np.unique(self.real_labels)]
+                self._overlap = np.mean(parts, axis=0)
+            else:
+                self._overlap = _jaccard(self.hits)
+        return self._overlap
+
+    def coverage_overlap(self, mask):
+        """Coverage-overlap: mean Jaccard overlap over unordered member pairs; NaN below 2 members."""
+        m, single = self._masks(mask)
+        w = np.array(self.overlap_matrix(), dtype=np.float64)
+        np.fill_diagonal(w, 0.0)
+        mf = m.astype(np.float64)
+        s = mf.sum(1)
+        total = ((mf @ w) * mf).sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.where(s >= 2, total / (s * (s - 1)), np.nan)
+        return out[0] if single else out
+
     def inter_d(self, mask):
         """Inter-d: mean folded d over unordered member pairs; NaN with fewer than 2 members."""
         m, single = self._masks(mask)
@@ -154,33 +263,43 @@ class ScoreTables:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_fields(cls, fields: dict) -> ScoreTables:
-        """Tables from the fields :mod:`ensemble.scoring.build` computes (``by_class`` nested)."""
+    def from_fields(cls, fields: dict, *, warn: bool = True) -> ScoreTables:
+        """Tables from the fields :mod:`ensemble.scoring.build` computes (``by_class`` nested).
+
+        ``warn``: log a warning naming each degenerate generator (:meth:`warn_degenerate`).
+        """
         fields = dict(fields)
-        by_class = {str(c): cls.from_fields(f) for c, f in (fields.pop("by_class", None) or {}).items()}
+        by_class = {str(c): cls.from_fields(f, warn=False)
+                    for c, f in (fields.pop("by_class", None) or {}).items()}
         meta = {**(fields.pop("meta", None) or {}), "format": FORMAT}
         tables = cls(**fields, meta=meta)
         tables.by_class.update(by_class)
+        if warn:
+            tables.warn_degenerate()
         return tables
 
     @classmethod
     def from_features(cls, real_features: np.ndarray, fake_features: dict[str, np.ndarray], *,
                       k: int = 5, inter_mode: str = "symmetric", pairwise: bool = True,
                       real_radii: np.ndarray | None = None, meta: dict | None = None,
-                      device: str = "auto", progress: bool = True, backend=None) -> ScoreTables:
+                      device: str = "auto", progress: bool = True, backend=None,
+                      real_labels: np.ndarray | None = None,
+                      fake_labels: dict[str, np.ndarray] | None = None) -> ScoreTables:
         """Build the tables from embeddings: one pass per generator, one per generator pair.
 
         ``real_features`` float32 ``(N, D)``; ``fake_features`` ``{name: (M_g, D)}``; ``k`` of the
         k-NN radii; ``inter_mode`` one of :data:`INTER_MODES`; ``pairwise=False`` skips Inter-d;
         ``real_radii`` reuses the real k-NN radii. ``backend`` (an :mod:`ensemble.parallel`
         backend or its name; default in this process) runs the passes as tasks; the tables do
-        not depend on it.
+        not depend on it. ``real_labels`` (N,) with ``fake_labels`` ``{name: (M_g,)}`` (the class
+        each sample was generated for) add the per-class fields of class-intra-d.
         """
         from ensemble.scoring.build import feature_fields
 
         return cls.from_fields(feature_fields(
             real_features, fake_features, k=k, inter_mode=inter_mode, pairwise=pairwise,
-            real_radii=real_radii, meta=meta, device=device, progress=progress, backend=backend))
+            real_radii=real_radii, meta=meta, device=device, progress=progress, backend=backend,
+            real_labels=real_labels, fake_labels=fake_labels))
 
     @classmethod
     def compute(cls, catalog, real_images: np.ndarray, embedder, *, n_samples: int | None = None,
@@ -188,20 +307,24 @@ class ScoreTables:
                 per_class: bool = False, real_labels: np.ndarray | None = None,
                 names: list[str] | None = None, inter_mode: str = "symmetric",
                 class_names: list[str] | None = None, backend=None,
-                progress: bool = True) -> ScoreTables:
+                progress: bool = True, pairwise: bool = True) -> ScoreTables:
         """Sample every catalog generator, embed (cached by content), and build the tables.
 
         ``n_samples=None`` takes as many samples per generator as there are real images (the
         reference protocol). ``per_class=True`` also builds one set of tables per class
         (``.by_class``), which needs ``real_labels``. ``backend``: one backend (one cluster
         client) for the sampling/embedding and the scoring tasks (default: in this process).
+        With ``real_labels`` the tables hold the per-class fields of class-intra-d (the samples'
+        labels are those each generator was sampled with). ``pairwise=False`` skips the P² pair
+        products: no Inter-d, for objective sets that do not need it.
         """
         from ensemble.scoring.build import catalog_fields
 
         return cls.from_fields(catalog_fields(
             catalog, real_images, embedder, n_samples=n_samples, k=k, seed=seed,
             cache_dir=cache_dir, per_class=per_class, real_labels=real_labels, names=names,
-            inter_mode=inter_mode, class_names=class_names, backend=backend, progress=progress))
+            inter_mode=inter_mode, class_names=class_names, backend=backend, progress=progress,
+            pairwise=pairwise))
 
     # ------------------------------------------------------------------ views
     def subset(self, names: list[str]) -> ScoreTables:
@@ -215,14 +338,20 @@ class ScoreTables:
             pairwise=self.pairwise[np.ix_(idx, idx)],
             pairwise_directed=self.pairwise_directed[np.ix_(idx, idx)], meta=dict(self.meta),
             by_class={c: t.subset(names) for c, t in self.by_class.items()},
+            real_labels=self.real_labels,
+            class_counts=None if self.class_counts is None else self.class_counts[:, idx],
+            class_n_fake=None if self.class_n_fake is None else self.class_n_fake[:, idx],
+            class_hits=None if self.class_hits is None else self.class_hits[:, idx],
+            degenerate=self.degenerate[idx],
         )
 
     def summary(self):
-        """One row per generator: density, coverage, d against real (pandas DataFrame)."""
+        """One row per generator: density, coverage, d against real, and whether it is degenerate."""
         import pandas as pd
 
         return pd.DataFrame({"name": self.names, "n_fake": self.n_fake, "density": self.density,
-                             "coverage": self.coverage, "d": self.d}).sort_values("d", ascending=False)
+                             "coverage": self.coverage, "d": self.d,
+                             "degenerate": self.degenerate}).sort_values("d", ascending=False)
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
@@ -234,7 +363,12 @@ class ScoreTables:
             f"{prefix}hits": np.packbits(self.hits, axis=0), f"{prefix}density": self.density,
             f"{prefix}coverage": self.coverage, f"{prefix}d": self.d,
             f"{prefix}pairwise": self.pairwise, f"{prefix}pairwise_directed": self.pairwise_directed,
+            f"{prefix}degenerate": self.degenerate,
         }
+        if self.has_labels:
+            out.update({f"{prefix}real_labels": self.real_labels, f"{prefix}class_counts": self.class_counts,
+                        f"{prefix}class_n_fake": self.class_n_fake,
+                        f"{prefix}class_hits": np.packbits(self.class_hits, axis=0)})
         for i, t in enumerate(self.by_class.values()):
             out.update(t._arrays(prefix=f"{prefix}class{i}__"))
         return out
@@ -258,7 +392,9 @@ class ScoreTables:
         arrays = read_npz(p, what="score tables", fix=fix)
         if "meta_json" not in arrays:
             raise ValueError(f"{p} is not a score-tables file (no meta_json); {fix}")
-        return cls._from_arrays(arrays, "", p)
+        tables = cls._from_arrays(arrays, "", p)
+        tables.warn_degenerate()
+        return tables
 
     @classmethod
     def _from_arrays(cls, a: dict, prefix: str, path: Path) -> ScoreTables:
@@ -278,12 +414,18 @@ class ScoreTables:
             if arr.shape != shape:
                 raise ValueError(f"score tables {str(path)!r}: array {prefix + key!r} has shape {arr.shape}, "
                                  f"but {p} generators and {n_real} real images need {shape}; {fix}")
+        labelled = {}
+        if f"{prefix}real_labels" in a:  # per-class fields; older files have none
+            labelled = {"real_labels": a[f"{prefix}real_labels"], "class_counts": a[f"{prefix}class_counts"],
+                        "class_n_fake": a[f"{prefix}class_n_fake"],
+                        "class_hits": np.unpackbits(a[f"{prefix}class_hits"], axis=0,
+                                                    count=n_real).astype(bool)}
         t = cls(names=names, k=k, n_real=n_real,
                 counts=a[f"{prefix}counts"], n_fake=a[f"{prefix}n_fake"],
                 hits=np.unpackbits(a[f"{prefix}hits"], axis=0, count=n_real).astype(bool),
                 density=a[f"{prefix}density"], coverage=a[f"{prefix}coverage"], d=a[f"{prefix}d"],
                 pairwise=a[f"{prefix}pairwise"], pairwise_directed=a[f"{prefix}pairwise_directed"],
-                meta=meta.get("meta", {}))
+                meta=meta.get("meta", {}), degenerate=a.get(f"{prefix}degenerate"), **labelled)
         for i, c in enumerate(meta.get("classes", [])):
             t.by_class[c] = cls._from_arrays(a, f"{prefix}class{i}__", path)
         return t
@@ -291,6 +433,18 @@ class ScoreTables:
     def __repr__(self) -> str:
         return (f"ScoreTables(P={self.n_generators}, n_real={self.n_real}, k={self.k}, "
                 f"best single d={self.d.max():.4f})")
+
+
+def _jaccard(hits: np.ndarray) -> np.ndarray:
+    """(P, P) Jaccard overlap of the columns of ``hits`` (n, P); 1 where either column is empty."""
+    h = np.asarray(hits, dtype=np.float64)
+    inter = h.T @ h
+    n = h.sum(0)
+    union = n[:, None] + n[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        j = np.where((n[:, None] > 0) & (n[None, :] > 0), inter / union, 1.0)
+    np.fill_diagonal(j, 1.0)
+    return j
 
 
 #: Tables from embeddings (the same as :meth:`ScoreTables.from_features`).

@@ -1,5 +1,8 @@
 """Search over ensembles: the Pareto front of (Intra-d ↑, Inter-d ↓) and rules that pick G*.
 
+The objectives are a registry (``list_objectives()``: intra-d, inter-d, class-intra-d,
+coverage-overlap; :mod:`~ensemble.search.objectives`); the default pair is the paper's.
+
 ``EnsembleSearch(...).fit(tables)`` searches ensembles of the scored generators with a registered
 algorithm (``list_algorithms()``: nsga2, random, exhaustive, greedy); ``.select(rule)`` picks G*
 (an :class:`Ensemble`) with a registered rule (``list_rules()``); :func:`save_search_outputs`
@@ -28,7 +31,17 @@ from ensemble.search.indicators import (
     hypervolume,
     igd,
     nondominated,
+    nondominated_nd,
     normalised_objectives,
+)
+from ensemble.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    OBJECTIVES,
+    Objective,
+    get_objective,
+    list_objectives,
+    register_objective,
+    resolve_objectives,
 )
 from ensemble.search.operators import (
     CROSSOVERS,
@@ -67,12 +80,20 @@ __all__ = [
     "list_algorithms",
     "EXHAUSTIVE_MAX_P",
     "DEFAULT_GREEDY_LAMBDAS",
+    "OBJECTIVES",
+    "Objective",
+    "DEFAULT_OBJECTIVES",
+    "register_objective",
+    "get_objective",
+    "list_objectives",
+    "resolve_objectives",
     "RULES",
     "register_rule",
     "get_rule",
     "list_rules",
     "check_rule_params",
     "nondominated",
+    "nondominated_nd",
     "hypervolume",
     "igd",
     "hv_reference",

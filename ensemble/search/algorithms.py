@@ -15,7 +15,8 @@ Built in:
 - ``random``: the same evaluation budget (``pop_size·n_gen``) of seeded random masks whose sizes
   are uniform in ``[min_size, max_size]``.
 - ``exhaustive``: every subset with a size in range (P ≤ 20): the exact front, for checking.
-- ``greedy``: forward selection on ``intra_d − λ·inter_d`` for several λ, from the best pair.
+- ``greedy``: forward selection on ``intra_d − λ·inter_d`` for several λ, from the best pair
+  (with other objectives: the first, higher is better, minus λ times the second, lower is better).
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ def run_greedy(search, archive: Archive, seed: int) -> None:
     pairs[np.arange(len(pairs)), iu[0]] = True
     pairs[np.arange(len(pairs)), iu[1]] = True
     Fp = archive.evaluate(pairs, gen)
-    raw = archive.objectives(pairs) if not np.isfinite(Fp).all() else (-Fp[:, 0], Fp[:, 1])
+    raw = archive.oriented(pairs) if not np.isfinite(Fp).all() else (-Fp[:, 0], Fp[:, 1])
     archive.end_generation(gen)
     for lam in lambdas:
         score = raw[0] - lam * raw[1]
@@ -187,7 +188,7 @@ def run_greedy(search, archive: Archive, seed: int) -> None:
             gen += 1
             F = archive.evaluate(C, gen)
             archive.end_generation(gen)
-            intra, inter = (-F[:, 0], F[:, 1]) if np.isfinite(F).all() else archive.objectives(C)
+            intra, inter = (-F[:, 0], F[:, 1]) if np.isfinite(F).all() else archive.oriented(C)
             s = intra - lam * inter
             best = int(np.nanargmax(s))
             if s[best] <= cur_score and cur.sum() >= lo:

@@ -1,6 +1,7 @@
 """The estimator: ``EnsembleSearch(...).fit(tables)`` finds the Pareto front, ``.select()`` picks G*.
 
-Decision variables are one bit per generator (METHOD.md §4). Objectives come from
+Decision variables are one bit per generator (METHOD.md §4). Objectives are named
+(:mod:`ensemble.search.objectives`; default ``intra-d`` and ``inter-d``, the paper's) and come from
 :class:`ensemble.scoring.tables.ScoreTables`, which evaluates a whole population of masks in one matrix
 product, so every algorithm evaluates in batches through an
 :class:`~ensemble.search.archive.Archive`. Whatever the algorithm, ``front_`` is the
@@ -12,6 +13,10 @@ algorithms on the same tables compare.
 It follows the scikit-learn contract: the constructor only stores its parameters, ``fit``
 validates them against the tables, ``get_params``/``set_params`` come from the constructor's
 signature (``sklearn.base.clone`` works), and learned state ends in ``_``.
+
+Generators the tables flag as degenerate (collapsed samples, no coverage:
+:mod:`ensemble.scoring.degenerate`) are left out of the search unless ``keep_degenerate=True``;
+when fewer than ``max(2, min_size)`` others remain they are kept, with a warning.
 """
 
 from __future__ import annotations
@@ -27,8 +32,14 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from ensemble.search.algorithms import get_algorithm
-from ensemble.search.archive import Archive
-from ensemble.search.indicators import hv_reference, hypervolume, normalised_objectives
+from ensemble.search.archive import EVAL_ELEMS, Archive
+from ensemble.search.indicators import hypervolume
+from ensemble.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    normalise,
+    objective_reference,
+    resolve_objectives,
+)
 from ensemble.search.operators import CROSSOVERS
 from ensemble.search.result import Ensemble
 from ensemble.search.rules import check_rule_params, get_rule
@@ -56,9 +67,16 @@ class EnsembleSearch(BaseEstimator):
             random, caps greedy; exhaustive ignores it.
         lambdas: greedy scalarisation weights λ in ``intra_d − λ·inter_d`` (None: a default ladder).
         progress: show a tqdm bar over generations.
+        objectives: two or more names of ``list_objectives()`` (or a string ``"a,b"``); the
+            front has one column per objective (``intra-d`` -> ``intra_d``). With other
+            objectives than the default pair, ``front_`` and ``evaluated_`` also carry
+            ``intra_d`` and ``inter_d`` (NaN without a pair table) for reading, and the rules read
+            the first objective as fidelity and the second as redundancy.
+        keep_degenerate: also search generators the tables flag as degenerate.
 
     Learned: ``front_``, ``history_``, ``evaluated_``, ``result_``, ``hv_ref_``, ``tables_names_``,
-    ``tables_meta_``, ``n_evals_``, ``max_size_`` (and the property ``hypervolume_``).
+    ``tables_meta_``, ``n_evals_``, ``max_size_``, ``objectives_`` (names), ``excluded_`` (degenerate
+    generators left out) (and the property ``hypervolume_``).
 
     Raises:
         ValueError: from ``fit``, for parameters that do not fit the tables (each message says
@@ -74,7 +92,8 @@ class EnsembleSearch(BaseEstimator):
                  min_size: int = 2, max_size: int | None = None, crossover: str = "two-point",
                  mutation_prob: float | None = None, init_density: float | None = None,
                  n_evals: int | None = None, lambdas: tuple[float, ...] | None = None,
-                 progress: bool = False):
+                 progress: bool = False, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
+                 keep_degenerate: bool = False):
         self.algorithm = algorithm
         self.pop_size = pop_size
         self.n_gen = n_gen
@@ -87,6 +106,8 @@ class EnsembleSearch(BaseEstimator):
         self.n_evals = n_evals
         self.lambdas = lambdas
         self.progress = progress
+        self.objectives = objectives
+        self.keep_degenerate = keep_degenerate
 
     # ----------------------------------------------------------------- checks
     def _validate(self, tables) -> int:
@@ -95,6 +116,7 @@ class EnsembleSearch(BaseEstimator):
             raise ValueError(f"fit() needs ScoreTables, got {type(tables).__name__}; "
                              "load them with ScoreTables.load(path)")
         get_algorithm(self.algorithm)  # unknown names raise, listing the known
+        objectives = resolve_objectives(self.objectives)
         P = tables.n_generators
         if P < 2:
             raise ValueError(f"the score tables hold {P} generator(s); an ensemble search needs at "
@@ -107,9 +129,15 @@ class EnsembleSearch(BaseEstimator):
         if (np.asarray(tables.n_fake) <= 0).any():
             raise ValueError("score tables have a generator with no samples (n_fake = 0); recompute them")
         pw = np.asarray(tables.pairwise, dtype=np.float64)
-        if not np.isfinite(pw[~np.eye(P, dtype=bool)]).all():
-            raise ValueError("score tables' pairwise matrix has NaN/inf off the diagonal; recompute "
-                             "the tables with pairwise=True")
+        need_pairs = [o.name for o in objectives if o.needs_pairwise]
+        if need_pairs and not np.isfinite(pw[~np.eye(P, dtype=bool)]).all():
+            raise ValueError(f"score tables' pairwise matrix has NaN/inf off the diagonal, and "
+                             f"{', '.join(need_pairs)} needs it; recompute the tables with pairwise=True")
+        need_labels = [o.name for o in objectives if o.needs_labels]
+        if need_labels and not getattr(tables, "has_labels", False):
+            raise ValueError(f"{', '.join(need_labels)} needs score tables built with labels "
+                             "(ScoreTables.from_features(..., real_labels=y, fake_labels=...) or "
+                             "score_catalog(..., real_labels=y)); rescore with labels")
         _check_int("min_size", self.min_size, 1)
         if self.min_size > P:
             raise ValueError(f"min_size={self.min_size} exceeds the {P} generators in the tables; "
@@ -142,16 +170,21 @@ class EnsembleSearch(BaseEstimator):
         Returns:
             self, fitted.
         """
+        tables, excluded = self._searched_tables(tables)
         max_size = self._validate(tables)
         run = get_algorithm(self.algorithm)
+        objectives = resolve_objectives(self.objectives)
+        self.objectives_ = [o.name for o in objectives]
+        self.excluded_ = excluded
         self.max_size_ = max_size
-        self.hv_ref_ = hv_reference(tables)
+        self.hv_ref_ = objective_reference(tables, objectives)
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(desc=f"search ({self.algorithm})", unit="gen", leave=False)
-        archive = Archive(tables, self.min_size, self.max_size_, self.hv_ref_, progress=bar)
+        archive = Archive(tables, self.min_size, self.max_size_, self.hv_ref_, progress=bar,
+                          objectives=objectives)
         try:
             with _single_threaded_blas():
                 result = run(self, archive, derive_seed(int(self.seed), "search", self.algorithm))
@@ -166,8 +199,14 @@ class EnsembleSearch(BaseEstimator):
         self.n_evals_ = archive.n_evals
         self.front_ = archive.front(self.tables_names_)
         self.history_ = pd.DataFrame(archive.history, columns=["n_gen", "n_evals", "hypervolume", "front_size"])
-        _, obj, size, gen = archive.evaluated()
-        self.evaluated_ = pd.DataFrame({"n_gen": gen, "size": size, "intra_d": obj[:, 0], "inter_d": obj[:, 1]})
+        packed, obj, size, gen = archive.evaluated()
+        self.evaluated_ = pd.DataFrame({"n_gen": gen, "size": size,
+                                        **{c: obj[:, j] for j, c in enumerate(archive.columns)}})
+        if len(self.front_):
+            _add_published_columns(self.front_, tables, lambda: np.stack(
+                [tables.mask_of(m) for m in self.front_["members"]]))
+        _add_published_columns(self.evaluated_, tables,
+                               lambda: np.unpackbits(packed, axis=1, count=tables.n_generators).astype(bool))
         if len(self.front_) == 0:
             raise ValueError("the search evaluated no ensemble within the size bounds; check min_size/max_size")
         log.info("%s: %d evaluations, front of %d ensembles, HV %.4f", self.algorithm, self.n_evals_,
@@ -181,12 +220,32 @@ class EnsembleSearch(BaseEstimator):
         return hypervolume(self.front_objectives(normalised=True), self.hv_ref_["normalised_ref"])
 
     def front_objectives(self, normalised: bool = False) -> np.ndarray:
-        """Front objectives: columns (intra_d, inter_d), or normalised minimised (z_fid, z_red)."""
+        """Front objectives, one column per objective (intra_d, inter_d by default), or normalised
+        and minimised (z_fid, z_red by default; see :func:`~ensemble.search.objectives.normalise`)."""
         self._check_fitted()
-        intra, inter = self.front_["intra_d"].to_numpy(float), self.front_["inter_d"].to_numpy(float)
+        objectives = resolve_objectives(self.objectives_)
+        values = np.column_stack([self.front_[o.column].to_numpy(float) for o in objectives])
         if normalised:
-            return normalised_objectives(intra, inter, self.hv_ref_)
-        return np.column_stack([intra, inter])
+            return normalise(values, self.hv_ref_, objectives)
+        return values
+
+    def _searched_tables(self, tables):
+        """``tables`` without the degenerate generators (unless kept), and the names left out."""
+        flags = np.asarray(getattr(tables, "degenerate", np.zeros(0, bool)), bool)
+        if self.keep_degenerate or not flags.any():
+            return tables, []
+        bad = [n for n, f in zip(tables.names, flags, strict=True) if f]
+        keep = [n for n, f in zip(tables.names, flags, strict=True) if not f]
+        floor = max(2, self.min_size if isinstance(self.min_size, (int, np.integer)) else 2)
+        reasons = (getattr(tables, "meta", {}) or {}).get("degenerate") or {}
+        if len(keep) < floor:
+            log.warning("%d of %d generators are degenerate (%s); too few others remain to search "
+                        "without them, so they are kept", len(bad), tables.n_generators, ", ".join(bad))
+            return tables, []
+        for n in bad:
+            log.warning("left out of the search: %r is degenerate (%s); keep_degenerate=True "
+                        "(--keep-degenerate) keeps it", n, reasons.get(n, "flagged"))
+        return tables.subset(keep), bad
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, "front_", msg="this EnsembleSearch is not fitted yet; call .fit(tables) first")
@@ -201,8 +260,15 @@ class EnsembleSearch(BaseEstimator):
         self._check_fitted()
         fn = get_rule(rule)
         check_rule_params(rule, params)
+        objectives = resolve_objectives(self.objectives_)
+        view = self.front_
+        if tuple(self.objectives_) != DEFAULT_OBJECTIVES:  # rules read fidelity and redundancy columns
+            first, second = objectives[0], objectives[1]
+            view = self.front_.copy()
+            view["intra_d"] = view[first.column] * (1.0 if first.maximise else -1.0)
+            view["inter_d"] = view[second.column] * (-1.0 if second.maximise else 1.0)
         try:
-            row, note = fn(self.front_, **params)
+            row, note = fn(view, **params)
         except TypeError as exc:
             raise ValueError(f"bad parameters {params} for rule {rule!r}: {exc}") from exc
         r = self.front_.iloc[int(row)]
@@ -225,10 +291,40 @@ class EnsembleSearch(BaseEstimator):
             "front_size": int(len(self.front_)),
             "hypervolume": float(self.hypervolume_),
             "hv_ref": self.hv_ref_,
+            "objectives": list(self.objectives_),
+            "degenerate_excluded": list(self.excluded_),
         }
         return Ensemble(members=list(r["members"]), intra_d=float(r["intra_d"]),
                         inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(params),
-                        note=note, meta=meta)
+                        note=note, meta=meta,
+                        objectives={o.name: float(r[o.column]) for o in objectives})
+
+
+def _add_published_columns(df: pd.DataFrame, tables, masks) -> None:
+    """Add ``intra_d`` and ``inter_d`` to ``df`` when they are not objectives (for reading and plots).
+
+    ``masks()`` gives the rows' masks. Inter-d is NaN when the tables hold no pair table; one
+    generator has Inter-d 0, as in the search.
+    """
+    missing = [c for c in ("intra_d", "inter_d") if c not in df.columns]
+    if not missing:
+        return
+    X = masks() if len(df) else np.zeros((0, tables.n_generators), bool)
+    batch = max(256, EVAL_ELEMS // max(1, tables.n_real))
+
+    def batched(fn) -> np.ndarray:
+        out = np.empty(len(X))
+        for lo in range(0, len(X), batch):
+            out[lo:lo + batch] = np.asarray(fn(X[lo:lo + batch]), float).reshape(-1)
+        return out
+
+    if "intra_d" in missing:
+        df["intra_d"] = batched(tables.intra_d)
+    if "inter_d" in missing:
+        if getattr(tables, "has_pairwise", True):
+            df["inter_d"] = np.where(X.sum(1) == 1, 0.0, batched(tables.inter_d))
+        else:
+            df["inter_d"] = np.full(len(X), np.nan)
 
 
 def _single_threaded_blas():

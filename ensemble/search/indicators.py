@@ -42,6 +42,7 @@ from ensemble.scoring.knn import d_score
 
 __all__ = [
     "nondominated",
+    "nondominated_nd",
     "hypervolume",
     "igd",
     "hv_reference",
@@ -69,6 +70,14 @@ def nondominated(F: np.ndarray) -> np.ndarray:
     F = np.asarray(F, dtype=np.float64)
     if F.ndim != 2 or F.shape[1] != 2:
         raise ValueError(f"objective matrix must have shape (n, 2), got {F.shape}")
+    return nondominated_nd(F)
+
+
+def nondominated_nd(F: np.ndarray) -> np.ndarray:
+    """:func:`nondominated` for any number m >= 1 of minimised objectives (columns of ``F``)."""
+    F = np.asarray(F, dtype=np.float64)
+    if F.ndim != 2 or F.shape[1] < 1:
+        raise ValueError(f"objective matrix must have shape (n, m), got {F.shape}")
     keep = np.zeros(len(F), dtype=bool)
     finite = np.flatnonzero(np.isfinite(F).all(1))
     if len(finite) == 0:

@@ -100,14 +100,14 @@ def mask_keys(pop) -> list[bytes]:
 
 
 class MaskProblem(Problem):
-    """Two minimised objectives ``(-intra_d, inter_d)`` of boolean masks, evaluated by ``archive``.
+    """The archive's minimised objectives of boolean masks (default ``(-intra_d, inter_d)``).
 
     ``gen`` is the generation number recorded with each evaluation (:class:`ArchiveRecorder`
     advances it).
     """
 
     def __init__(self, archive):
-        super().__init__(n_var=archive.P, n_obj=2, xl=0, xu=1, vtype=bool)
+        super().__init__(n_var=archive.P, n_obj=len(archive.objective_list), xl=0, xu=1, vtype=bool)
         self.archive = archive
         self.gen = 1
 

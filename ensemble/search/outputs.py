@@ -13,8 +13,11 @@ test checks it):
 - ``front.csv``: columns ``members, size, intra_d, inter_d``, one row per ensemble on the Pareto
   front in ``EnsembleSearch.front_`` order (Intra-d descending, then Inter-d ascending, then size
   ascending). ``members`` is a JSON list of generator names, e.g. ``["dcgan@1000", "wgan@500"]``:
-  a list survives names with spaces or commas, which a separator-joined string would not.
-- ``evaluated.csv``: columns ``n_gen, size, intra_d, inter_d``, every ensemble evaluated (in range).
+  a list survives names with spaces or commas, which a separator-joined string would not. A
+  search on other objectives than ``intra-d, inter-d`` adds one column per objective after
+  these (``class_intra_d``, ``coverage_overlap``, ...; ``inter_d`` is then NaN without a pair table).
+- ``evaluated.csv``: columns ``n_gen, size``, one per objective, and ``intra_d, inter_d``, every
+  ensemble evaluated (in range).
 - ``history.csv``: columns ``n_gen, n_evals, hypervolume, front_size``, one row per generation.
 - ``selected.json``: G*, see :class:`~ensemble.search.result.Ensemble` (its ``save``/``load``).
 """
@@ -76,7 +79,8 @@ def save_search_outputs(search, out_dir: str | os.PathLike, selected: Ensemble |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    front = search.front_.loc[:, list(FRONT_COLUMNS)].copy()
+    extra = [c for c in search.front_.columns if c not in FRONT_COLUMNS]  # other objectives' columns
+    front = search.front_.loc[:, [*FRONT_COLUMNS, *extra]].copy()
     front["members"] = [json.dumps(list(m)) for m in front["members"]]
     paths["front"] = atomic_write(out / FRONT_FILE, lambda p: front.to_csv(p, index=False))
     paths["history"] = atomic_write(out / HISTORY_FILE, lambda p: search.history_.to_csv(p, index=False))

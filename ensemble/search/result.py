@@ -20,7 +20,11 @@ __all__ = ["Ensemble"]
 
 @dataclass
 class Ensemble:
-    """A chosen ensemble. ``members`` are generator names as in the catalog and score tables."""
+    """A chosen ensemble. ``members`` are generator names as in the catalog and score tables.
+
+    ``objectives``: the values of the objectives it was searched on (``{"intra-d": ..., "inter-d":
+    ...}`` by default); ``meta["objectives"]`` names them in order.
+    """
 
     members: list[str]
     intra_d: float = float("nan")
@@ -29,6 +33,7 @@ class Ensemble:
     rule_params: dict = field(default_factory=dict)
     note: str = ""
     meta: dict = field(default_factory=dict)
+    objectives: dict = field(default_factory=dict)  # {objective name: value}, as searched
 
     def __post_init__(self) -> None:
         self.members = [str(m) for m in self.members]
@@ -67,5 +72,5 @@ class Ensemble:
             raise ValueError(f"{p} is not valid JSON ({exc})") from exc
         if "members" not in d:
             raise ValueError(f"{p} has no 'members' list; is it a selected.json from `gan-ensemble search`?")
-        known = {"members", "intra_d", "inter_d", "rule", "rule_params", "note", "meta"}
+        known = {"members", "intra_d", "inter_d", "rule", "rule_params", "note", "meta", "objectives"}
         return cls(**{k: v for k, v in d.items() if k in known})

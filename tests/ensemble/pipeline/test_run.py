@@ -69,3 +69,34 @@ def test_refused_rerun_changes_nothing_on_disk(tiny_run, data_root, capsys):
     assert "--seed" in err and "--iterations" in err and "new --out" in err
     assert (out / "config.json").read_text() == config_text
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_report_names_objectives_rule_and_degenerate_members(tiny_run):
+    """Issue 13: the report names the objectives and the rule and lists degenerate members."""
+    from ensemble.scoring.tables import ScoreTables
+
+    out, res = tiny_run
+    report = (out / "report.md").read_text()
+    assert "Objectives: `intra-d`, `inter-d`; selection rule `max-fidelity`." in report
+    sel = json.loads((out / "selected.json").read_text())
+    assert sel["meta"]["objectives"] == ["intra-d", "inter-d"] and set(sel["objectives"]) == {"intra-d", "inter-d"}
+    tables = ScoreTables.load(out / "tables.npz")
+    assert tables.has_labels and tables.class_hits.shape == tables.hits.shape
+    assert "degenerate" in tables.summary().columns
+    if tables.degenerate_names:
+        assert "Degenerate members (" in report
+        for name in tables.degenerate_names:
+            assert f"- `{name}`: {tables.meta['degenerate'][name]}" in report
+    else:
+        assert "Degenerate members: none." in report
+
+
+def test_cli_search_on_label_aware_objectives_of_the_pipeline_tables(tiny_run, tmp_path, capsys):
+    """`gan-ensemble search --objectives class-intra-d,coverage-overlap` on real PneumoniaMNIST tables."""
+    out, _ = tiny_run
+    rc = main(["search", "--tables", str(out / "tables.npz"), "--out", str(tmp_path / "s"), "--n-gen", "5",
+               "--pop-size", "10", "--objectives", "class-intra-d,coverage-overlap", "--rule", "knee"])
+    assert rc == 0
+    front = load_front(tmp_path / "s")
+    assert {"class_intra_d", "coverage_overlap"} <= set(front.columns)
+    assert load_selected(tmp_path / "s").meta["objectives"] == ["class-intra-d", "coverage-overlap"]

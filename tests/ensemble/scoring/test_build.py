@@ -95,6 +95,12 @@ def test_the_default_path_is_the_in_process_local_backend(toy_zoo, real, referen
     assert rec.ran.count("embed_generator_task") == p  # a cold cache: every generator sampled
     # the overall tables and one per class: p passes against real each, pair blocks for the rest
     assert rec.ran.count("score_generator_task") == 3 * p
+    # per_class tables give class-intra-d's per-class fields without extra passes (issue 13)
+    assert tables.has_labels
+    for i, (c, t) in enumerate(zip(np.unique(tables.real_labels), tables.by_class.values(), strict=True)):
+        np.testing.assert_array_equal(tables.class_counts[i], t.counts)
+        np.testing.assert_array_equal(tables.class_n_fake[i], t.n_fake)
+        np.testing.assert_array_equal(tables.class_hits[tables.real_labels == c], t.hits)
     assert set(rec.ran) == {"embed_generator_task", "score_generator_task", "score_pair_block_task"}
 
 

@@ -193,7 +193,7 @@ def test_subset_equals_tables_built_on_the_subset(tables, features):
 
 def test_summary_sorted_by_d(tables):
     s = tables.summary()
-    assert list(s.columns) == ["name", "n_fake", "density", "coverage", "d"]
+    assert list(s.columns) == ["name", "n_fake", "density", "coverage", "d", "degenerate"]
     assert sorted(s["name"]) == sorted(tables.names)
     assert (np.diff(s["d"].to_numpy()) <= 0).all()
     assert s.iloc[0]["name"] == tables.names[int(np.argmax(tables.d))]
