@@ -26,15 +26,22 @@ gives mean ± std per arm and :func:`plot_comparison` draws it.
 
 from ensemble.downstream.arms import (
     ARM_KINDS,
+    EQUAL_SAMPLES_ARM,
     Arm,
     arm_kind,
     best_single_by_score,
     best_single_by_validation,
     build_arms,
+    equal_samples_arm,
     random_ensembles,
     sample_singles,
 )
-from ensemble.downstream.metrics import METRICS, classification_metrics, evaluate_classifier
+from ensemble.downstream.metrics import (
+    METRICS,
+    choose_threshold,
+    classification_metrics,
+    evaluate_classifier,
+)
 from ensemble.downstream.models import (
     CLASSIFIERS,
     ResNet18Cifar,
@@ -48,6 +55,8 @@ from ensemble.downstream.plots import plot_comparison, plot_metric_panels
 from ensemble.downstream.protocol import (
     JOURNAL_COLUMNS,
     Journal,
+    add_equal_samples_arm,
+    best_single,
     compare,
     compare_groups,
     group_values,
@@ -72,7 +81,9 @@ from ensemble.downstream.sources import (
 from ensemble.downstream.statistics import ALPHA, holm, paired_test, verdict
 from ensemble.downstream.training import (
     TrainedClassifier,
+    class_weights,
     predict_proba,
+    steps_per_epoch,
     to_input,
     train_classifier,
 )
@@ -101,10 +112,13 @@ __all__ = [
     "train_classifier",
     "predict_proba",
     "to_input",
+    "class_weights",
+    "steps_per_epoch",
     # metrics
     "METRICS",
     "classification_metrics",
     "evaluate_classifier",
+    "choose_threshold",
     # arms
     "ARM_KINDS",
     "Arm",
@@ -114,10 +128,14 @@ __all__ = [
     "sample_singles",
     "best_single_by_score",
     "best_single_by_validation",
+    "EQUAL_SAMPLES_ARM",
+    "equal_samples_arm",
     # protocol
     "run_protocol",
     "compare",
     "summarize",
+    "best_single",
+    "add_equal_samples_arm",
     "JOURNAL_COLUMNS",
     "Journal",
     "plan_runs",

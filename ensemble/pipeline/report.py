@@ -17,6 +17,19 @@ def safe_file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _budget(cfg) -> str:
+    """The downstream training budget in words."""
+    if cfg.downstream_steps is not None:
+        text = f"up to {cfg.downstream_steps} optimizer steps"
+    else:
+        text = f"up to {cfg.downstream_epochs} epochs"
+    if cfg.downstream_min_steps:
+        text += f" (at least {cfg.downstream_min_steps} steps)"
+    if cfg.downstream_warmup_steps:
+        text += f", no checkpoint before {cfg.downstream_warmup_steps} steps"
+    return text
+
+
 def write_report(res, tables, search, selected) -> Path:
     """``report.md`` beside the figures: what each stage produced and how long it took."""
     from ensemble.version import __version__
@@ -69,9 +82,13 @@ def write_report(res, tables, search, selected) -> Path:
                                                         "accuracy_mean", "accuracy_std", "f1_mean",
                                                         "f1_std", "roc_auc_mean", "roc_auc_std", "note")]
         lines += ["## Downstream: train on synthetic, test on real", "",
-                  f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, up to "
-                  f"{cfg.downstream_epochs} epochs with early stopping on the real validation split; "
-                  "metrics on the real test split (mean ± std over seeds).", "",
+                  f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, "
+                  f"{_budget(cfg)}, early stopping on the real validation split; loss class weights: "
+                  f"{cfg.class_weight or 'none'}; decision threshold: "
+                  f"{'chosen on the real validation split' if cfg.threshold == 'val' else 'arg-max'}; "
+                  "metrics on the real test split (mean ± std over seeds). Every best arm is chosen "
+                  "on the validation split; *best single, equal samples* is that generator sampled "
+                  "with |G\\*| times as many images.", "",
                   "![downstream](figures/downstream.png)", "", markdown_table(res.summary[cols], floatfmt=".4f"), ""]
     text = "\n".join(lines) + "\n"
     path = out / "report.md"

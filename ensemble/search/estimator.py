@@ -202,7 +202,7 @@ class EnsembleSearch(BaseEstimator):
         fn = get_rule(rule)
         check_rule_params(rule, params)
         try:
-            row, note = fn(self.front_, **params)
+            row, note, *info = fn(self.front_, **params)
         except TypeError as exc:
             raise ValueError(f"bad parameters {params} for rule {rule!r}: {exc}") from exc
         r = self.front_.iloc[int(row)]
@@ -226,8 +226,11 @@ class EnsembleSearch(BaseEstimator):
             "hypervolume": float(self.hypervolume_),
             "hv_ref": self.hv_ref_,
         }
+        if info and info[0] is not None:  # a rule's record of how it chose (e.g. validated)
+            meta["rule_info"] = _jsonable(info[0])
+        kept = {k: v for k, v in params.items() if k != "context"}  # the context is data, not a setting
         return Ensemble(members=list(r["members"]), intra_d=float(r["intra_d"]),
-                        inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(params),
+                        inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(kept),
                         note=note, meta=meta)
 
 
