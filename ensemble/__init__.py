@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "register_algorithm": "ensemble.search",
     "list_rules": "ensemble.search",
     "register_rule": "ensemble.search",
+    "ValidationContext": "ensemble.search",
     "save_search_outputs": "ensemble.search",
     "load_front": "ensemble.search",
     "load_selected": "ensemble.search",

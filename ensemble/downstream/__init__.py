@@ -20,8 +20,15 @@ Modules, one concept each:
 - :mod:`~ensemble.downstream.plots`: figures.
 
 :func:`build_arms` makes the standard comparison (real data, G*, every single generator, all
-generators pooled, random ensembles of |G*| members), :func:`compare` runs it, :func:`summarize`
-gives mean ± std per arm and :func:`plot_comparison` draws it.
+generators pooled, random ensembles of |G*| members), :func:`compare` runs it,
+:func:`add_equal_samples_arm` adds the best single generator (chosen on validation) sampled with
+|G*| times as many images, :func:`summarize` gives mean ± std per arm and :func:`plot_comparison`
+draws it.
+
+On small data (issue 13) set the budget in optimizer steps with a floor and a warm-up
+(``steps`` / ``min_steps`` / ``warmup_steps`` of :func:`train_classifier`), weight the loss by the
+real training class frequencies (``class_weight="real"``) and choose a binary decision threshold
+on the real validation split (``threshold="val"``); the quickstart profiles do.
 """
 
 from ensemble.downstream.arms import (

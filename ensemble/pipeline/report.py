@@ -70,6 +70,14 @@ def write_report(res, tables, search, selected) -> Path:
         "",
     ]
     lines += [f"- `{m}`: ![{m}](figures/members/{safe_file_name(m)}.png)" for m in selected.members]
+    info = (selected.meta or {}).get("rule_info") or {}
+    if info.get("candidates"):  # the validated rule: every candidate's validation score
+        cand = pd.DataFrame(info["candidates"])
+        cand["members"] = cand["members"].map(" ".join)
+        cols = [c for c in ("row", "size", "intra_d", "inter_d", "val_roc_auc", "val_g_mean", "steps", "members")
+                if c in cand.columns]
+        lines += ["", f"Candidates of the `{selected.rule}` rule, scored ({info.get('metric')}) on half of the "
+                  "real validation split after a brief training:", "", markdown_table(cand[cols], floatfmt=".4f")]
     rules_path = out / "rules.csv"
     if rules_path.exists():
         lines += ["", "Selection rules compared on the same front:", "", markdown_table(pd.read_csv(rules_path), floatfmt=".4f")]

@@ -194,8 +194,8 @@ def _rule_context(cfg: PipelineConfig, catalog, train_ds, val_ds) -> dict:
     if not rule_needs_context(cfg.rule):
         return {}
     return {"context": ValidationContext(catalog, train_ds, val_ds, model=cfg.downstream_model,
-                                         class_weight=cfg.class_weight, threshold=cfg.threshold,
-                                         seed=cfg.seed, device=cfg.device)}
+                                         n_per_class=cfg.n_per_class, class_weight=cfg.class_weight,
+                                         threshold=cfg.threshold, seed=cfg.seed, device=cfg.device)}
 
 
 def _compare_rules(search) -> pd.DataFrame:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -81,7 +81,6 @@ class ValidationContext:
     train_seed: int = 0
     device: str = "auto"
     progress: bool = False
-    extra: dict = field(default_factory=dict)
 
     def settings(self) -> dict:
         """The JSON-able settings (recorded in ``selected.json``)."""
@@ -171,7 +170,7 @@ def select_validated(front: pd.DataFrame, context: ValidationContext, k: int = 8
         raise ValueError(f"class_weight must be None or 'real', got {ctx.class_weight!r}")
     rows = validation_candidates(front, k)
     cost = validation_cost(front, ctx, k)
-    log.warning("validated rule: %d candidates x up to %d steps of %s (%d training images in all), "
+    log.info("validated rule: %d candidates x up to %d steps of %s (%d training images in all), "
                 "after sampling %d images from %d generators", cost["candidates"], ctx.steps, ctx.model,
                 cost["training_images"], cost["images_sampled"], cost["generators"])
     _, ty = as_arrays(ctx.train, "train")
