@@ -48,6 +48,7 @@ _EXPORTS: dict[str, str] = {
     "get_objective": "ensemble.search",
     "list_objectives": "ensemble.search",
     "register_rule": "ensemble.search",
+    "ValidationContext": "ensemble.search",
     "save_search_outputs": "ensemble.search",
     "load_front": "ensemble.search",
     "load_selected": "ensemble.search",

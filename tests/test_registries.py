@@ -102,11 +102,39 @@ def _check_algorithm(name, fn, request):
     assert s.front_["members"].tolist() == again.front_["members"].tolist()  # seeded
 
 
+def _rule_context(request):
+    """What a rule that needs data beyond the front gets: a catalog of real callable toy generators
+    named as the toy tables' generators, and toy real training and validation splits."""
+    from pathlib import Path
+
+    from ensemble.search import ValidationContext
+    from zoo.catalog import Catalog
+
+    tables = request.getfixturevalue("toy_tables")
+    request.getfixturevalue("monkeypatch").syspath_prepend(str(Path(__file__).parent / "ensemble"))
+    from _synth_toys import make_toy
+
+    cat = Catalog(request.getfixturevalue("tmp_path") / "zoo")
+    for i, name in enumerate(tables.names):
+        cat.register_callable("_synth_toys:make_toy", name=name, num_classes=2, image_shape=(28, 28),
+                              dataset="toy", style=i)
+    gen = make_toy(style=1)
+    ty, vy = np.tile([0, 1], 16), np.tile([0, 1], 20)
+    return ValidationContext(cat, (gen.sample(32, labels=ty, seed=1), ty), (gen.sample(40, labels=vy, seed=2), vy),
+                             steps=2, warmup_steps=1, samples_per_epoch=64, n_per_class=4, device="cpu")
+
+
 def _check_rule(name, fn, request):
+    from ensemble.search import rule_needs_context
+
     search = request.getfixturevalue("fitted")
-    e = search.select(name)
+    params = {"context": _rule_context(request)} if rule_needs_context(name) else {}
+    e = search.select(name, **params)
     assert e.rule == name and len(e.members) >= 2
     assert any(list(m) == e.members for m in search.front_["members"])
+    if params:  # without its context, such a rule says what it needs
+        with pytest.raises(ValueError, match="context"):
+            search.select(name)
 
 
 def _check_export_format(name, writer, request):

@@ -7,6 +7,12 @@ Examples::
     gan-ensemble search --tables out/tables.npz --out out/search --rule asf --weights 0.7,0.3
     gan-ensemble search --tables out/tables.npz --out out/search --rule smallest-within --tol 0.02
     gan-ensemble search --tables out/tables.npz --out out/search --objectives class-intra-d,coverage-overlap
+    gan-ensemble search --tables out/tables.npz --out out/search --rule validated \
+        --zoo out/zoo --dataset pneumoniamnist --k 8
+
+``--rule validated`` trains a classifier briefly on each of ``--k`` front candidates and picks on
+the real validation split (never the test split), so it needs the zoo (``--zoo``) and the real data
+(``--dataset``, default: the generators' dataset; ``--data-root``); it prints its cost first.
 
 Writes ``front.csv`` (members as JSON lists), ``selected.json``, ``pareto.png``,
 ``hypervolume.png``, ``history.csv`` and ``evaluated.csv`` into ``--out`` through
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+from ensemble.cli.common import add_data, add_device
 
 __all__ = ["register"]
 
@@ -34,9 +42,39 @@ def _weights(text: str) -> tuple[float, float]:
     return w
 
 
+def _validation_context(args: argparse.Namespace, search, k: int):
+    """The ``validated`` rule's context (catalog, real train and val splits); prints the cost."""
+    from ensemble.downstream.sources import real_splits
+    from ensemble.search import ValidationContext, validation_cost
+    from zoo.catalog import Catalog
+
+    catalog = Catalog(args.zoo, create=False)
+    first = [str(m) for m in search.front_["members"].iloc[0]]
+    splits, dataset, resized = real_splits(catalog, first, dataset=args.dataset, root=args.data_root,
+                                           splits=("train", "val"))
+    if resized:
+        print(f"resized real {dataset} images to {splits['train'].image_shape[:2]} to match the generators")
+    ctx = ValidationContext(catalog, splits["train"], splits["val"], model=args.model,
+                            steps=args.val_steps, warmup_steps=args.val_warmup_steps,
+                            n_per_class=args.n_per_class, metric=args.val_metric, seed=args.seed,
+                            device=args.device, progress=sys.stderr.isatty())
+    c = validation_cost(search.front_, ctx, k)
+    print(f"validated: {c['candidates']} candidates x up to {c['steps_per_candidate']} steps of "
+          f"{args.model} ({c['training_images']:,} training images), after sampling "
+          f"{c['images_sampled']:,} images from {c['generators']} generators; scored on half of the real "
+          f"{dataset} validation split ({args.val_metric}), the test split is never read")
+    return ctx
+
+
 def _run(args: argparse.Namespace) -> int:
     from ensemble.scoring.tables import ScoreTables
-    from ensemble.search import EnsembleSearch, check_rule_params, list_rules, save_search_outputs
+    from ensemble.search import (
+        EnsembleSearch,
+        check_rule_params,
+        list_rules,
+        rule_needs_context,
+        save_search_outputs,
+    )
     from ensemble.search.objectives import DEFAULT_OBJECTIVES, resolve_objectives
     from ensemble.seeds import search_seed
 
@@ -47,8 +85,14 @@ def _run(args: argparse.Namespace) -> int:
         rule_params["weights"] = args.weights
     if args.tol is not None:
         rule_params["tol"] = args.tol
+    if args.k is not None:
+        rule_params["k"] = args.k
     check_rule_params(args.rule, rule_params)
     objectives = tuple(o.name for o in resolve_objectives(args.objectives))
+    if rule_needs_context(args.rule) and not args.zoo:
+        raise ValueError(f"--rule {args.rule} trains classifiers on the candidates' generators: give "
+                         "--zoo (the folder holding catalog.sqlite) and the real data (--dataset, "
+                         "--data-root)")
     tables = ScoreTables.load(args.tables)
     search = EnsembleSearch(
         algorithm=args.algorithm, pop_size=args.pop_size, n_gen=args.n_gen, seed=search_seed(args.seed),
@@ -56,6 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         mutation_prob=args.mutation_prob, init_density=args.init_density, n_evals=args.n_evals,
         progress=sys.stderr.isatty(), objectives=objectives, keep_degenerate=args.keep_degenerate,
     ).fit(tables)
+    if rule_needs_context(args.rule):
+        rule_params["context"] = _validation_context(args, search, rule_params.get("k", 8))
     selected = search.select(args.rule, **rule_params)
     selected.meta["root_seed"] = args.seed
     paths = save_search_outputs(search, args.out, selected, evaluated=not args.no_evaluated)
@@ -78,7 +124,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> argparse.ArgumentParser:
-    from ensemble.search import CROSSOVERS, list_algorithms, list_rules
+    from ensemble.search import CROSSOVERS, VALIDATION_METRICS, list_algorithms, list_rules
     from ensemble.search.objectives import DEFAULT_OBJECTIVES, list_objectives
 
     p = subparsers.add_parser(
@@ -110,5 +156,20 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--keep-degenerate", action="store_true",
                    help="also search generators the tables flag as degenerate (collapsed, no coverage)")
     p.add_argument("--no-evaluated", action="store_true", help="skip evaluated.csv (every evaluated ensemble)")
+    g = p.add_argument_group("validated rule", "a brief downstream check of front candidates on the real "
+                             "validation split (--rule validated)")
+    g.add_argument("--k", type=int, default=None, help="validated: candidates along the front (rule default 8)")
+    g.add_argument("--zoo", default=None, help="validated: zoo folder holding catalog.sqlite")
+    add_data(g, help_dataset="validated: MedMNIST flag, npz file or ImageFolder tree "
+             "(default: the generators' dataset)")
+    g.add_argument("--model", default="small-cnn", help="validated: downstream classifier")
+    g.add_argument("--val-steps", type=int, default=150, help="validated: optimizer steps per candidate (at most)")
+    g.add_argument("--val-warmup-steps", type=int, default=50,
+                   help="validated: steps before any checkpoint or early stop")
+    g.add_argument("--val-metric", default="roc_auc", choices=list(VALIDATION_METRICS),
+                   help="validated: metric scored on the held-out half of the validation split")
+    g.add_argument("--n-per-class", type=int, default=None,
+                   help="validated: images per class and generator (default: real train size / classes)")
+    add_device(g)
     p.set_defaults(func=_run)
     return p

@@ -20,21 +20,35 @@ Modules, one concept each:
 - :mod:`~ensemble.downstream.plots`: figures.
 
 :func:`build_arms` makes the standard comparison (real data, G*, every single generator, all
-generators pooled, random ensembles of |G*| members), :func:`compare` runs it, :func:`summarize`
-gives mean ± std per arm and :func:`plot_comparison` draws it.
+generators pooled, random ensembles of |G*| members), :func:`compare` runs it,
+:func:`add_equal_samples_arm` adds the best single generator (chosen on validation) sampled with
+|G*| times as many images, :func:`summarize` gives mean ± std per arm and :func:`plot_comparison`
+draws it.
+
+On small data (issue 13) set the budget in optimizer steps with a floor and a warm-up
+(``steps`` / ``min_steps`` / ``warmup_steps`` of :func:`train_classifier`), weight the loss by the
+real training class frequencies (``class_weight="real"``) and choose a binary decision threshold
+on the real validation split (``threshold="val"``); the quickstart profiles do.
 """
 
 from ensemble.downstream.arms import (
     ARM_KINDS,
+    EQUAL_SAMPLES_ARM,
     Arm,
     arm_kind,
     best_single_by_score,
     best_single_by_validation,
     build_arms,
+    equal_samples_arm,
     random_ensembles,
     sample_singles,
 )
-from ensemble.downstream.metrics import METRICS, classification_metrics, evaluate_classifier
+from ensemble.downstream.metrics import (
+    METRICS,
+    choose_threshold,
+    classification_metrics,
+    evaluate_classifier,
+)
 from ensemble.downstream.models import (
     CLASSIFIERS,
     ResNet18Cifar,
@@ -48,6 +62,8 @@ from ensemble.downstream.plots import plot_comparison, plot_metric_panels
 from ensemble.downstream.protocol import (
     JOURNAL_COLUMNS,
     Journal,
+    add_equal_samples_arm,
+    best_single,
     compare,
     compare_groups,
     group_values,
@@ -72,7 +88,9 @@ from ensemble.downstream.sources import (
 from ensemble.downstream.statistics import ALPHA, holm, paired_test, verdict
 from ensemble.downstream.training import (
     TrainedClassifier,
+    class_weights,
     predict_proba,
+    steps_per_epoch,
     to_input,
     train_classifier,
 )
@@ -101,10 +119,13 @@ __all__ = [
     "train_classifier",
     "predict_proba",
     "to_input",
+    "class_weights",
+    "steps_per_epoch",
     # metrics
     "METRICS",
     "classification_metrics",
     "evaluate_classifier",
+    "choose_threshold",
     # arms
     "ARM_KINDS",
     "Arm",
@@ -114,10 +135,14 @@ __all__ = [
     "sample_singles",
     "best_single_by_score",
     "best_single_by_validation",
+    "EQUAL_SAMPLES_ARM",
+    "equal_samples_arm",
     # protocol
     "run_protocol",
     "compare",
     "summarize",
+    "best_single",
+    "add_equal_samples_arm",
     "JOURNAL_COLUMNS",
     "Journal",
     "plan_runs",

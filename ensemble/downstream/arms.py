@@ -13,6 +13,8 @@ too, as pure functions of names, scores and seeds, so every user picks arms the 
   downstream result);
 - :func:`best_single_by_validation`: the generator whose classifier did best on the *validation*
   split. Arms are never chosen on the test split; a test-chosen "best" is only an upper bound.
+- :func:`equal_samples_arm`: the best single generator sampled with |G*| times as many images
+  (:data:`EQUAL_SAMPLES_ARM`), so that "more generators" is told apart from "more images".
 
 :class:`Arm` names an arm by its members, so two labels for the same member set share one id
 (and one set of trainings in a journal, see :mod:`ensemble.downstream.protocol`).
@@ -35,6 +37,8 @@ from zoo.seeding import derive_seed
 
 __all__ = [
     "ARM_KINDS",
+    "EQUAL_SAMPLES_ARM",
+    "equal_samples_arm",
     "Arm",
     "arm_kind",
     "build_arms",
@@ -76,6 +80,10 @@ class Arm:
             return "real"
         text = json.dumps(sorted(self.members), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: Label of the arm "best single generator, sampled with |G*| times as many images".
+EQUAL_SAMPLES_ARM = "best single, equal samples"
 
 
 def arm_kind(label: str) -> str:
@@ -144,6 +152,26 @@ def best_single_by_validation(stats: pd.DataFrame, metric: str = "val_g_mean") -
         raise ValueError("no single-generator results to choose from")
     order = stats.sort_values([metric, "name"], ascending=[False, True])
     return str(order["name"].iloc[0])
+
+
+def equal_samples_arm(catalog, name: str, size: int, *, n_per_class: int, seed: int,
+                      device: str = "auto", samples_per_epoch: int | None = None) -> TrainingSource:
+    """Generator ``name`` alone, sampled with ``size`` × ``n_per_class`` images per class.
+
+    ``size`` is |G*|: the arm sees as many distinct images as G* does (``n_per_class`` from each of
+    its members) but from one generator. Sampled as :func:`build_arms` samples (``seed``), drawn
+    ``samples_per_epoch`` images per epoch; labelled :data:`EQUAL_SAMPLES_ARM`, ``meta`` names the
+    generator.
+    """
+    from ensemble.synthesis.sample import sample_ensemble
+
+    if int(size) < 1 or int(n_per_class) < 1:
+        raise ValueError(f"size and n_per_class must be positive, got {size} and {n_per_class}")
+    s = sample_ensemble([str(name)], catalog, n_per_class=int(size) * int(n_per_class), seed=seed,
+                        device=device)
+    return TrainingSource(s.images, s.labels, groups=np.zeros(len(s), dtype=np.int64),
+                          samples_per_epoch=samples_per_epoch, sampler="member", name=EQUAL_SAMPLES_ARM,
+                          meta={"members": [str(name)], "times": int(size)})
 
 
 def _compatible_pool(catalog, members: list[str], rows: list[dict]) -> list[str]:

@@ -3,6 +3,11 @@
 Accuracy, precision, recall, specificity, F1, g-mean = sqrt(recall * specificity) and ROC AUC
 (binary: positive class 1; multi-class: macro one-vs-rest), as METHOD.md §5 reports them; checked
 against scikit-learn in the tests.
+
+Predictions are the arg-max class, or, for a binary task, ``proba[:, 1] >= threshold`` when a
+decision threshold is given: :func:`choose_threshold` picks the one that maximises g-mean on the
+real *validation* split (a classifier trained on synthetic data is often calibrated toward one
+class, which moves g-mean more than the ranking AUC measures). AUC does not depend on it.
 """
 
 from __future__ import annotations
@@ -14,14 +19,45 @@ from torch import nn
 
 from ensemble.downstream.training import TrainedClassifier, predict_proba
 
-__all__ = ["METRICS", "classification_metrics", "evaluate_classifier"]
+__all__ = ["METRICS", "classification_metrics", "evaluate_classifier", "choose_threshold"]
 
 METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "g_mean", "roc_auc")
 
 
+def choose_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The decision threshold on ``proba[:, 1]`` that maximises g-mean on these (validation) labels.
+
+    Binary tasks only. Candidates are the midpoints between consecutive distinct probabilities
+    (and 0.5); ties go to the candidate nearest 0.5. With one class absent, 0.5.
+    """
+    y = np.asarray(y_true).reshape(-1).astype(np.int64)
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2 or len(p) != len(y):
+        raise ValueError(f"choose_threshold is for binary tasks: proba (n, 2) for {len(y)} labels, got {p.shape}")
+    pos, neg = int((y == 1).sum()), int((y == 0).sum())
+    if pos == 0 or neg == 0:
+        return 0.5
+    s = p[:, 1]
+    u = np.unique(s)
+    cand = np.unique(np.concatenate([[0.5], (u[1:] + u[:-1]) / 2]))
+    order = np.argsort(s, kind="stable")
+    ss, ys = s[order], y[order]
+    below = np.searchsorted(ss, cand, side="left")  # items predicted 0 (s < t)
+    cum_pos = np.concatenate([[0], np.cumsum(ys)])
+    fn = cum_pos[below]
+    tn = below - fn
+    g = np.sqrt((pos - fn) / pos * tn / neg)
+    best = np.flatnonzero(g >= g.max() - 1e-12)
+    return float(cand[best[np.argmin(np.abs(cand[best] - 0.5))]])
+
+
 def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
-                           num_classes: int | None = None) -> dict[str, float]:
+                           num_classes: int | None = None,
+                           threshold: float | None = None) -> dict[str, float]:
     """Test metrics from labels and class probabilities ``(n, K)`` (pure).
+
+    Predictions: the arg-max class, or for a binary task with ``threshold``,
+    ``proba[:, 1] >= threshold``.
 
     Binary: precision, recall, F1 of class 1, specificity = TN / (TN + FP), ROC AUC of
     ``proba[:, 1]``. Multi-class: macro averages over one-vs-rest classes and macro OvR ROC AUC.
@@ -35,7 +71,12 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
     if p.ndim != 2 or len(p) != len(y):
         raise ValueError(f"proba must be (n, K) for {len(y)} labels, got {p.shape}")
     k = int(num_classes or p.shape[1])
-    pred = p.argmax(1)
+    if threshold is None:
+        pred = p.argmax(1)
+    elif k == 2:
+        pred = (p[:, 1] >= float(threshold)).astype(np.int64)
+    else:
+        raise ValueError(f"a decision threshold is for binary tasks; this one has {k} classes")
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (y, pred), 1)
     tp = np.diag(cm).astype(np.float64)
@@ -72,9 +113,10 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray,
 
 
 def evaluate_classifier(model: nn.Module | TrainedClassifier, images: np.ndarray,
-                        labels: np.ndarray, batch_size: int = 512) -> dict[str, float]:
+                        labels: np.ndarray, batch_size: int = 512,
+                        threshold: float | None = None) -> dict[str, float]:
     """:data:`METRICS` of ``model`` on real images (see :func:`classification_metrics`)."""
     proba = predict_proba(model, images, batch_size=batch_size)
     k = model.num_classes if isinstance(model, TrainedClassifier) else proba.shape[1]
-    return classification_metrics(np.asarray(labels).reshape(-1), proba, k)
+    return classification_metrics(np.asarray(labels).reshape(-1), proba, k, threshold=threshold)
 

@@ -29,16 +29,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ensemble.downstream.arms import Arm, arm_kind
-from ensemble.downstream.metrics import METRICS, evaluate_classifier
+from ensemble.downstream.arms import (
+    EQUAL_SAMPLES_ARM,
+    Arm,
+    arm_kind,
+    best_single_by_validation,
+    equal_samples_arm,
+)
+from ensemble.downstream.metrics import METRICS, choose_threshold, evaluate_classifier
 from ensemble.downstream.sources import TrainingSource, as_arrays, as_source
 from ensemble.downstream.statistics import holm, paired_test
-from ensemble.downstream.training import train_classifier
+from ensemble.downstream.training import class_weights, train_classifier
 
 __all__ = [
     "run_protocol",
     "compare",
     "summarize",
+    "best_single",
+    "add_equal_samples_arm",
     "JOURNAL_COLUMNS",
     "Journal",
     "plan_runs",
@@ -57,48 +65,131 @@ JOURNAL_COLUMNS = (["arm_id", "arm", "kind", "members", "n_members", "seed", "se
                    + ["best_epoch", "epochs_run", "best_val_loss", "seconds", "ok"])
 
 
+def _class_weight_of(class_weight, real_labels, num_classes: int | None):
+    """The ``class_weight`` a training gets: ``"real"`` becomes the real training frequencies."""
+    if class_weight is None or not isinstance(class_weight, str) or class_weight == "balanced":
+        return class_weight
+    if class_weight != "real":
+        raise ValueError(f"class_weight must be None, 'real', 'balanced' or one weight per class, "
+                         f"got {class_weight!r}")
+    if real_labels is None:
+        raise ValueError("class_weight='real' weights the loss by the real training class frequencies: "
+                         "pass real_labels (the real training labels)")
+    y = np.asarray(real_labels).reshape(-1).astype(np.int64)
+    return class_weights(y, int(num_classes or int(y.max()) + 1))
+
+
 def run_protocol(train_set, val_set, test_set, *, seeds: Iterable[int] = (0, 1, 2),
-                 model: str = "small-cnn", epochs: int = 100, **train_kwargs) -> pd.DataFrame:
+                 model: str = "small-cnn", epochs: int = 100, class_weight=None,
+                 threshold: str | None = None, real_labels: np.ndarray | None = None,
+                 **train_kwargs) -> pd.DataFrame:
     """Train once per seed on ``train_set``, test on ``test_set``: one row per seed.
 
     ``train_set``: a :class:`TrainingSource`, Dataset, SyntheticSamples or (images, labels);
-    ``val_set`` / ``test_set``: real Datasets or (images, labels). Columns: ``seed``, the
-    :data:`METRICS`, ``best_epoch``, ``epochs_run``, ``best_val_loss``, ``seconds``.
+    ``val_set`` / ``test_set``: real Datasets or (images, labels). ``class_weight``: None,
+    ``"real"`` (the loss weighted by the frequencies of ``real_labels``, the real training labels,
+    as the reference does, also for synthetic data), ``"balanced"`` or one weight per class.
+    ``threshold``: None (arg-max) or ``"val"`` (binary tasks: the decision threshold that maximises
+    g-mean on the real validation split, :func:`~ensemble.downstream.metrics.choose_threshold`).
+    Other keywords go to :func:`~ensemble.downstream.training.train_classifier` (e.g. ``steps``,
+    ``warmup_steps``). Columns: ``seed``, the test :data:`METRICS`, ``val_<metric>`` (the same on
+    the validation split, with the same threshold), ``threshold``, ``best_epoch``, ``epochs_run``,
+    ``steps``, ``best_val_loss``, ``seconds``.
     """
+    if threshold not in (None, "val"):
+        raise ValueError(f"threshold must be None (arg-max) or 'val', got {threshold!r}")
     src = as_source(train_set)
     vx, vy = as_arrays(val_set, "val_set")
     sx, sy = as_arrays(test_set, "test_set")
+    k = train_kwargs.get("num_classes") or max(int(src.labels.max()), int(np.max(vy)), int(np.max(sy))) + 1
+    weight = _class_weight_of(class_weight, real_labels, max(int(k), 2))
     rows = []
     for s in seeds:
         clf = train_classifier(src.images, src.labels, vx, vy, model=model, epochs=epochs, seed=int(s),
                                samples_per_epoch=src.samples_per_epoch, sampler=src.sampler,
-                               groups=src.groups, **train_kwargs)
-        row = {"seed": int(s), **evaluate_classifier(clf, sx, sy), "best_epoch": clf.best_epoch,
-               "epochs_run": clf.epochs_run, "best_val_loss": clf.best_val_loss,
-               "seconds": round(clf.seconds, 3)}
-        log.info("%s seed %d: g_mean %.4f accuracy %.4f (%d epochs)", src.name or "train", s,
-                 row["g_mean"], row["accuracy"], clf.epochs_run)
+                               groups=src.groups, class_weight=weight, **train_kwargs)
+        thr = None
+        if threshold == "val" and clf.num_classes == 2:
+            thr = choose_threshold(vy, clf.predict_proba(vx))
+        val_m = evaluate_classifier(clf, vx, vy, threshold=thr)
+        row = {"seed": int(s), **evaluate_classifier(clf, sx, sy, threshold=thr),
+               **{f"val_{m}": v for m, v in val_m.items()}, "threshold": thr,
+               "best_epoch": clf.best_epoch, "epochs_run": clf.epochs_run, "steps": clf.steps_run,
+               "best_val_loss": clf.best_val_loss, "seconds": round(clf.seconds, 3)}
+        log.info("%s seed %d: g_mean %.4f roc_auc %.4f accuracy %.4f (%d steps)", src.name or "train", s,
+                 row["g_mean"], row["roc_auc"], row["accuracy"], clf.steps_run)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def compare(arms: Mapping[str, TrainingSource], val, test, *, seeds: Iterable[int] = (0, 1, 2),
-            model: str = "small-cnn", epochs: int = 100, **train_kwargs) -> pd.DataFrame:
+            model: str = "small-cnn", epochs: int = 100, class_weight=None,
+            real_labels: np.ndarray | None = None, **train_kwargs) -> pd.DataFrame:
     """Run :func:`run_protocol` for every arm: a tidy table (``arm``, ``seed``, metrics, ...).
 
     Every arm uses the same seeds, so arms are paired by seed (same initialisation).
+    ``class_weight="real"`` takes the real training labels from ``real_labels``, else from the
+    ``"real"`` arm.
     """
     if not arms:
         raise ValueError("no arms to compare; build them with build_arms(...) or pass {name: source}")
+    if isinstance(class_weight, str) and class_weight == "real" and real_labels is None:
+        if "real" not in arms:
+            raise ValueError("class_weight='real' needs the real training labels: pass real_labels "
+                             "or a 'real' arm")
+        real_labels = as_source(arms["real"]).labels
     seeds = [int(s) for s in seeds]
     frames = []
     for name, source in arms.items():
         log.info("downstream arm %s", name)
-        df = run_protocol(source, val, test, seeds=seeds, model=model, epochs=epochs, **train_kwargs)
+        df = run_protocol(source, val, test, seeds=seeds, model=model, epochs=epochs,
+                          class_weight=class_weight, real_labels=real_labels, **train_kwargs)
         df.insert(0, "arm", name)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
+
+def best_single(df: pd.DataFrame, best_by: str = "g_mean") -> str | None:
+    """The generator of the ``single:<name>`` arm with the best mean *validation* ``best_by``.
+
+    ``df`` is the table of :func:`compare` (its ``val_<metric>`` columns); None when it has no
+    single arm. Never chosen on the test split (see
+    :func:`~ensemble.downstream.arms.best_single_by_validation`).
+    """
+    singles = df[df["arm"].map(arm_kind) == "single"]
+    if not len(singles):
+        return None
+    col = f"val_{best_by}"
+    if col not in df.columns:
+        raise ValueError(f"the table has no {col!r} column: the best single arm is chosen on the "
+                         "validation split (rerun compare() to record it)")
+    stats = singles.groupby("arm", sort=False)[col].mean().reset_index()
+    stats["name"] = stats["arm"].str.slice(len("single:"))
+    return best_single_by_validation(stats, col)
+
+
+def add_equal_samples_arm(df: pd.DataFrame, catalog, ensemble, val, test, *, n_per_class: int,
+                          seed: int, device: str = "auto", samples_per_epoch: int | None = None,
+                          best_by: str = "g_mean", **compare_kwargs) -> pd.DataFrame:
+    """``df`` with the :data:`~ensemble.downstream.arms.EQUAL_SAMPLES_ARM` arm added.
+
+    The best single generator (:func:`best_single`, chosen on validation) sampled with |G*| times
+    ``n_per_class`` images per class (:func:`~ensemble.downstream.arms.equal_samples_arm`), trained
+    and tested like the other arms (``device`` and ``compare_kwargs`` as given to :func:`compare`),
+    so that "more generators" is told apart from "more images". ``df`` unchanged when it has no
+    single arm.
+    """
+    from ensemble.synthesis.sample import ensemble_members
+
+    name = best_single(df, best_by)
+    if name is None:
+        log.info("no single-generator arms: the best-single, equal-samples arm is left out")
+        return df
+    size = len(ensemble_members(ensemble)[0])
+    src = equal_samples_arm(catalog, name, size, n_per_class=n_per_class, seed=seed, device=device,
+                            samples_per_epoch=samples_per_epoch)
+    extra = compare({EQUAL_SAMPLES_ARM: src}, val, test, device=device, **compare_kwargs)
+    return pd.concat([df, extra], ignore_index=True)
 
 
 def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None,
@@ -107,8 +198,9 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None,
 
     Columns: ``arm``, ``n_runs``, ``<metric>_mean``, ``<metric>_std``, ``aggregate``, ``note``.
     Aggregates: ``single (mean)`` (mean over single generators of their mean; std across the
-    generators), ``single (best)`` (the single generator with the best mean ``best_by``, named in
-    ``note``) and ``random-ensemble (mean)`` (like ``single (mean)``).
+    generators), ``single (best)`` (the single generator with the best mean *validation*
+    ``best_by``, :func:`best_single`, named in ``note``; left out when ``df`` has no validation
+    columns) and ``random-ensemble (mean)`` (like ``single (mean)``).
     """
     if "arm" not in df.columns:
         raise ValueError("summarize expects the table from compare() (an 'arm' column)")
@@ -137,9 +229,13 @@ def summarize(df: pd.DataFrame, metrics: Sequence[str] | None = None,
         rows.append(row(f"{label} (mean)", m.mean(), m.std() if len(names) > 1 else m.mean() * np.nan,
                         n.loc[names].sum(), True, f"mean over {len(names)} {label} arms; std across them"))
         if kind == "single":
-            best = m[best_by].idxmax()
+            if f"val_{best_by}" not in df.columns:
+                log.warning("no val_%s column: 'single (best)' is chosen on validation, so it is left out",
+                            best_by)
+                continue
+            best = "single:" + best_single(df, best_by)
             rows.append(row("single (best)", mean.loc[best], std.loc[best], n.loc[best], True,
-                            f"{best} (best mean {best_by})"))
+                            f"{best} (best mean validation {best_by})"))
     return pd.DataFrame(rows)
 
 
@@ -210,7 +306,9 @@ def train_arm(task: Mapping) -> dict:
     ``seed``, ``settings``, ``samples_dir`` (a :class:`~ensemble.downstream.sources.SampleStore`),
     ``dataset`` and ``data_root`` (the real splits), ``model``, ``epochs``, ``patience``,
     ``lr_patience``, ``samples_per_epoch``, ``device``, ``threads`` (torch threads) and ``quiet``
-    (no progress bars). Returns one journal row.
+    (no progress bars); optional: ``steps``, ``min_steps``, ``warmup_steps``, ``class_weight`` (one
+    weight per class, e.g. :func:`~ensemble.downstream.training.class_weights` of the real training
+    labels) and ``threshold`` (``"val"``), as :func:`run_protocol` takes them. Returns one journal row.
     """
     import torch
 
@@ -235,11 +333,17 @@ def train_arm(task: Mapping) -> dict:
                            epochs=t["epochs"], patience=t["patience"], lr_patience=t["lr_patience"],
                            seed=int(t["seed"]), device=t.get("device", "auto"),
                            samples_per_epoch=src.samples_per_epoch, sampler=src.sampler,
-                           groups=src.groups, progress=not t.get("quiet"))
+                           groups=src.groups, progress=not t.get("quiet"), steps=t.get("steps"),
+                           min_steps=int(t.get("min_steps") or 0),
+                           warmup_steps=int(t.get("warmup_steps") or 0),
+                           class_weight=t.get("class_weight"))
+    thr = None
+    if t.get("threshold") == "val" and clf.num_classes == 2:
+        thr = choose_threshold(val.labels, clf.predict_proba(val.images))
     row = {"arm_id": t["arm_id"], "arm": t["arm"], "kind": t["kind"], "members": " ".join(members),
            "n_members": len(members), "seed": int(t["seed"]), "settings": t["settings"]}
-    row.update({f"val_{k}": v for k, v in evaluate_classifier(clf, val.images, val.labels).items()})
-    row.update({f"test_{k}": v for k, v in evaluate_classifier(clf, test.images, test.labels).items()})
+    row.update({f"val_{k}": v for k, v in evaluate_classifier(clf, val.images, val.labels, threshold=thr).items()})
+    row.update({f"test_{k}": v for k, v in evaluate_classifier(clf, test.images, test.labels, threshold=thr).items()})
     row.update(best_epoch=clf.best_epoch, epochs_run=clf.epochs_run, best_val_loss=clf.best_val_loss,
                seconds=round(clf.seconds, 3), ok=1)
     return row

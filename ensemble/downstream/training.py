@@ -4,6 +4,14 @@ METHOD.md §5: Adam (lr 1e-3, batch 64), ReduceLROnPlateau on the validation los
 on the *real* validation loss with the best-validation weights restored, images scaled to
 [-1, 1]. One seed fixes the initialisation, the epoch draws and dropout, so arms trained with the
 same seed are paired. :func:`predict_proba` gives class probabilities of a trained network.
+
+The budget can be set in optimizer steps (``steps``, with a floor ``min_steps``) rather than in
+epochs: an epoch of a few hundred draws is a handful of steps, so an epoch budget leaves a classifier
+trained on a small set (or a small ``samples_per_epoch``) barely trained. ``warmup_steps`` keeps
+early stopping from returning a network that has hardly trained: no checkpoint is taken and no
+early stop happens before that many steps (the reference skips its first 25 epochs).
+``class_weight`` weights the loss per class (:func:`class_weights`: the reference weights by the
+*real* training class frequencies, also when it trains on synthetic data).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +33,8 @@ from ensemble.downstream.sources import SAMPLERS, TrainingSource, epoch_indices
 from zoo.device import resolve_device
 from zoo.seeding import derive_seed
 
-__all__ = ["TrainedClassifier", "train_classifier", "predict_proba", "to_input"]
+__all__ = ["TrainedClassifier", "train_classifier", "predict_proba", "to_input", "class_weights",
+           "steps_per_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +58,7 @@ class TrainedClassifier:
     seconds: float
     model: str = ""
     device: str = "cpu"
+    steps_run: int = 0
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
         """Class probabilities ``(n, num_classes)`` of ``images`` (see :func:`predict_proba`)."""
@@ -80,16 +91,40 @@ def predict_proba(model: nn.Module | TrainedClassifier, images: np.ndarray,
     return np.concatenate(out)
 
 
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Loss weights ``n / (K * n_c)`` per class from ``labels`` (absent classes get weight 1).
+
+    The reference weights its loss by the *real* training class frequencies this way; a balanced
+    set gets all ones.
+    """
+    y = np.asarray(labels).reshape(-1).astype(np.int64)
+    k = int(num_classes)
+    counts = np.bincount(y, minlength=k)[:k].astype(np.float64)
+    w = np.ones(k)
+    present = counts > 0
+    w[present] = len(y) / (k * counts[present])
+    return w
+
+
+def steps_per_epoch(draws: int, batch_size: int) -> int:
+    """Optimizer steps of an epoch of ``draws`` images in batches of ``batch_size`` (a last batch
+    of one image is skipped: BatchNorm cannot train on it)."""
+    draws, batch_size = int(draws), int(batch_size)
+    return draws // batch_size + (1 if draws % batch_size >= 2 else 0)
+
+
 @torch.no_grad()
 def _loss_and_accuracy(module: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                       batch_size: int) -> tuple[float, float]:
+                       batch_size: int, weight: torch.Tensor | None = None) -> tuple[float, float]:
     module.eval()
-    total, correct = 0.0, 0
+    total, correct, wsum = 0.0, 0, 0.0
     for i in range(0, len(x), batch_size):
         logits = module(to_input(x[i:i + batch_size]))
-        total += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
-        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
-    return total / len(x), correct / len(x)
+        yb = y[i:i + batch_size]
+        total += F.cross_entropy(logits, yb, weight=weight, reduction="sum").item()
+        wsum += float(weight[yb].sum()) if weight is not None else len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+    return total / wsum, correct / len(x)
 
 
 def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
@@ -99,14 +134,24 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
                      lr_patience: int = 5, lr_factor: float = 0.1, seed: int = 0,
                      device: str = "auto", samples_per_epoch: int | None = None,
                      sampler: str | None = None, groups: np.ndarray | None = None,
-                     progress: bool = True) -> TrainedClassifier:
+                     progress: bool = True, steps: int | None = None, min_steps: int = 0,
+                     warmup_steps: int = 0,
+                     class_weight: np.ndarray | Sequence[float] | str | None = None) -> TrainedClassifier:
     """Train ``model`` from scratch; early stopping on the real validation loss.
 
     Adam(``lr``), ReduceLROnPlateau(``lr_patience``, ``lr_factor``) on the validation loss, stop
     after ``patience`` epochs without improvement, best-validation weights restored. Each epoch
     draws ``samples_per_epoch`` images (default: all) with ``sampler`` (see
-    :class:`TrainingSource`; ``groups`` gives each image's member for ``"member"``). The seed fixes
-    the initialisation, the draws and dropout.
+    :class:`TrainingSource`; ``groups`` gives each image's member for ``"member"``) and ends with
+    a validation pass. The seed fixes the initialisation, the draws and dropout.
+
+    Budget: ``epochs`` epochs, or, when ``steps`` is given, as many epochs as ``steps`` optimizer
+    steps take (:func:`steps_per_epoch`); either way at least ``min_steps`` steps (the floor).
+    Before ``warmup_steps`` steps no checkpoint is taken and training does not stop early, so the
+    weights returned have trained at least that long (or the whole budget, if shorter).
+    ``class_weight``: None (plain loss), ``"balanced"`` (:func:`class_weights` of the training
+    labels) or one weight per class (e.g. :func:`class_weights` of the *real* training labels);
+    the validation loss is weighted the same way.
     """
     from ensemble.data import validate_images
 
@@ -129,6 +174,18 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience)):
         if int(value) < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
+    if steps is not None and int(steps) < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if int(min_steps) < 0 or int(warmup_steps) < 0:
+        raise ValueError(f"min_steps and warmup_steps must be >= 0, got {min_steps}, {warmup_steps}")
+    per_epoch = steps_per_epoch(src.samples_per_epoch or len(src), batch_size)
+    if per_epoch < 1:
+        raise ValueError(f"an epoch of {src.samples_per_epoch or len(src)} draws makes no batch of "
+                         f"two or more images (batch_size {batch_size})")
+    max_epochs = int(epochs) if steps is None else -(-int(steps) // per_epoch)
+    max_epochs = max(max_epochs, -(-int(min_steps) // per_epoch))
+    warmup_epochs = min(-(-int(warmup_steps) // per_epoch), max_epochs)
+    weight = _class_weight(class_weight, src.labels, k)
     smp = src.sampler or ("member" if src.groups is not None else "shuffle")
     if smp not in SAMPLERS:
         raise ValueError(f"unknown sampler {smp!r}; known: {', '.join(SAMPLERS)}")
@@ -150,12 +207,13 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
         ty = torch.from_numpy(src.labels).to(dev)
         vx = torch.from_numpy(np.ascontiguousarray(val_x)).to(dev)
         vy = torch.from_numpy(val_y).to(dev)
+        w_t = None if weight is None else torch.as_tensor(weight, dtype=torch.float32, device=dev)
 
         from tqdm.auto import tqdm
 
-        best_loss, best_state, best_epoch, bad = math.inf, None, 0, 0
+        best_loss, best_state, best_epoch, bad, n_steps = math.inf, None, 0, 0, 0
         rows = []
-        bar = tqdm(range(1, int(epochs) + 1), desc=f"train {model}", unit="epoch",
+        bar = tqdm(range(1, max_epochs + 1), desc=f"train {model}", unit="epoch",
                    disable=not progress, leave=False)
         for epoch in bar:
             net.train()
@@ -168,18 +226,21 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
                 if len(b) < 2:  # BatchNorm cannot train on a batch of one
                     continue
                 logits = net(to_input(tx[b]))
-                loss = F.cross_entropy(logits, ty[b])
+                loss = F.cross_entropy(logits, ty[b], weight=w_t)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 run_loss += loss.item() * len(b)
                 seen += len(b)
-            val_loss, val_acc = _loss_and_accuracy(net, vx, vy, 512)
+                n_steps += 1
+            val_loss, val_acc = _loss_and_accuracy(net, vx, vy, 512, w_t)
             lr_now = opt.param_groups[0]["lr"]
             sched.step(val_loss)
             rows.append({"epoch": epoch, "train_loss": run_loss / max(seen, 1), "val_loss": val_loss,
-                         "val_accuracy": val_acc, "lr": lr_now})
+                         "val_accuracy": val_acc, "lr": lr_now, "steps": n_steps})
             bar.set_postfix(val_loss=f"{val_loss:.4f}", best=best_epoch)
+            if epoch < warmup_epochs:  # warm-up: no checkpoint, no early stop
+                continue
             if val_loss < best_loss:
                 best_loss, best_epoch, bad = val_loss, epoch, 0
                 best_state = {k_: v.detach().clone() for k_, v in net.state_dict().items()}
@@ -193,6 +254,20 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
             net.load_state_dict(best_state)
         net.eval()
     return TrainedClassifier(net, k, pd.DataFrame(rows), best_epoch, float(best_loss), len(rows),
-                             time.perf_counter() - t0, model, str(dev))
+                             time.perf_counter() - t0, model, str(dev), n_steps)
+
+
+def _class_weight(spec, labels: np.ndarray, k: int) -> np.ndarray | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        if spec == "balanced":
+            return class_weights(labels, k)
+        raise ValueError(f"class_weight must be None, 'balanced' or one weight per class, got {spec!r} "
+                         "('real' is a protocol option: pass class_weights(real_train_labels, K))")
+    w = np.asarray(spec, dtype=np.float64).reshape(-1)
+    if len(w) != k or not np.isfinite(w).all() or (w <= 0).any():
+        raise ValueError(f"class_weight must hold {k} positive weights, got {spec!r}")
+    return w
 
 

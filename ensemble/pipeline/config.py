@@ -52,7 +52,14 @@ class PipelineConfig:
     downstream_seeds: tuple[int, ...] = (0, 1)
     downstream_epochs: int = 8
     downstream_patience: int = 3
-    samples_per_epoch: int | None = 1500
+    # the budget in optimizer steps (None: downstream_epochs), its floor, and the warm-up before
+    # any checkpoint or early stop: an epoch of a small set is a handful of steps
+    downstream_steps: int | None = 300
+    downstream_min_steps: int = 0
+    downstream_warmup_steps: int = 100
+    class_weight: str | None = "real"  # loss weighted by the real training class frequencies
+    threshold: str | None = "val"  # binary decision threshold chosen on the real validation split
+    samples_per_epoch: int | None = 1500  # draws between validation passes, every arm alike
     n_random: int = 2
     downstream: bool = True
     seed: int = 0
@@ -80,16 +87,18 @@ PROFILES: dict[str, dict] = {
     "quick": dict(families=("dcgan", "lsgan", "acgan", "cgan"), iterations=500,
                   snapshots=(300, 400, 500), n_samples=1500, n_per_class=750,
                   downstream_seeds=(0, 1), downstream_epochs=8, downstream_patience=3,
-                  samples_per_epoch=1500),
+                  downstream_steps=300, downstream_warmup_steps=100, samples_per_epoch=1500),
     # Seconds: for tests and notebooks (a handful of iterations; the numbers mean nothing).
     "tiny": dict(families=("dcgan", "cgan"), iterations=6, snapshots=(3, 6), batch_size=32,
                  n_samples=200, n_real=400, pop_size=20, n_gen=10, n_per_class=40,
-                 downstream_seeds=(0,), downstream_epochs=1, samples_per_epoch=128, n_random=1),
+                 downstream_seeds=(0,), downstream_epochs=1, downstream_steps=None,
+                 downstream_warmup_steps=0, samples_per_epoch=128, n_random=1),
     # The reference protocol's sizes (METHOD.md): a GPU is advisable.
     "paper": dict(families=("dcgan", "lsgan", "wgan", "wgan-gp", "sngan", "acgan", "cgan", "progan"),
                   iterations=100_000, snapshots=(20_000, 40_000, 60_000, 80_000, 100_000),
                   batch_size=64, n_samples=None, n_per_class=None, downstream_model="resnet18-cifar",
                   downstream_seeds=tuple(range(20)), downstream_epochs=100, downstream_patience=10,
+                  downstream_steps=None, downstream_min_steps=2000, downstream_warmup_steps=1850,
                   samples_per_epoch=None, n_random=5, pop_size=100, n_gen=200),
 }
 

@@ -17,6 +17,19 @@ def safe_file_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _budget(cfg) -> str:
+    """The downstream training budget in words."""
+    if cfg.downstream_steps is not None:
+        text = f"up to {cfg.downstream_steps} optimizer steps"
+    else:
+        text = f"up to {cfg.downstream_epochs} epochs"
+    if cfg.downstream_min_steps:
+        text += f" (at least {cfg.downstream_min_steps} steps)"
+    if cfg.downstream_warmup_steps:
+        text += f", no checkpoint before {cfg.downstream_warmup_steps} steps"
+    return text
+
+
 def write_report(res, tables, search, selected) -> Path:
     """``report.md`` beside the figures: what each stage produced and how long it took."""
     from ensemble.version import __version__
@@ -70,6 +83,14 @@ def write_report(res, tables, search, selected) -> Path:
         "",
     ]
     lines += [f"- `{m}`: ![{m}](figures/members/{safe_file_name(m)}.png)" for m in selected.members]
+    info = (selected.meta or {}).get("rule_info") or {}
+    if info.get("candidates"):  # the validated rule: every candidate's validation score
+        cand = pd.DataFrame(info["candidates"])
+        cand["members"] = cand["members"].map(" ".join)
+        cols = [c for c in ("row", "size", "intra_d", "inter_d", "val_roc_auc", "val_g_mean", "steps", "members")
+                if c in cand.columns]
+        lines += ["", f"Candidates of the `{selected.rule}` rule, scored ({info.get('metric')}) on half of the "
+                  "real validation split after a brief training:", "", markdown_table(cand[cols], floatfmt=".4f")]
     rules_path = out / "rules.csv"
     if rules_path.exists():
         lines += ["", "Selection rules compared on the same front:", "", markdown_table(pd.read_csv(rules_path), floatfmt=".4f")]
@@ -82,9 +103,13 @@ def write_report(res, tables, search, selected) -> Path:
                                                         "accuracy_mean", "accuracy_std", "f1_mean",
                                                         "f1_std", "roc_auc_mean", "roc_auc_std", "note")]
         lines += ["## Downstream: train on synthetic, test on real", "",
-                  f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, up to "
-                  f"{cfg.downstream_epochs} epochs with early stopping on the real validation split; "
-                  "metrics on the real test split (mean ± std over seeds).", "",
+                  f"Classifier `{cfg.downstream_model}`, seeds {list(cfg.downstream_seeds)}, "
+                  f"{_budget(cfg)}, early stopping on the real validation split; loss class weights: "
+                  f"{cfg.class_weight or 'none'}; decision threshold: "
+                  f"{'chosen on the real validation split' if cfg.threshold == 'val' else 'arg-max'}; "
+                  "metrics on the real test split (mean ± std over seeds). Every best arm is chosen "
+                  "on the validation split; *best single, equal samples* is that generator sampled "
+                  "with |G\\*| times as many images.", "",
                   "![downstream](figures/downstream.png)", "", markdown_table(res.summary[cols], floatfmt=".4f"), ""]
     text = "\n".join(lines) + "\n"
     path = out / "report.md"

@@ -153,7 +153,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         search = EnsembleSearch(pop_size=cfg.pop_size, n_gen=cfg.n_gen, min_size=cfg.min_size,
                                 seed=seeds.search_seed(cfg.seed), objectives=tuple(cfg.objectives),
                                 keep_degenerate=cfg.keep_degenerate).fit(tables)
-        selected = search.select(cfg.rule)
+        selected = search.select(cfg.rule, **_rule_context(cfg, catalog, train_ds, val_ds))
         selected.meta["root_seed"] = cfg.seed
         save_search_outputs(search, out, selected=selected, plots=False)
         plot_front(search, selected=selected, path=figs / "pareto.png")
@@ -193,11 +193,24 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     return res
 
 
+def _rule_context(cfg: PipelineConfig, catalog, train_ds, val_ds) -> dict:
+    """``{"context": ...}`` for a rule that needs data beyond the front (``validated``), else ``{}``."""
+    from ensemble.search import ValidationContext, rule_needs_context
+
+    if not rule_needs_context(cfg.rule):
+        return {}
+    return {"context": ValidationContext(catalog, train_ds, val_ds, model=cfg.downstream_model,
+                                         n_per_class=cfg.n_per_class, class_weight=cfg.class_weight,
+                                         threshold=cfg.threshold, seed=cfg.seed, device=cfg.device)}
+
+
 def _compare_rules(search) -> pd.DataFrame:
-    from ensemble.search import list_rules
+    from ensemble.search import list_rules, rule_needs_context
 
     rows = []
     for rule in list_rules():
+        if rule_needs_context(rule):  # trains classifiers: only run when it is the chosen rule
+            continue
         e = search.select(rule)
         rows.append({"rule": rule, "size": e.size, "intra_d": e.intra_d, "inter_d": e.inter_d,
                      "members": " ".join(e.members), "note": e.note})
@@ -205,7 +218,13 @@ def _compare_rules(search) -> pd.DataFrame:
 
 
 def _downstream(cfg, catalog, selected, train_ds, val_ds, test_ds, out: Path, figs: Path):
-    from ensemble.downstream import build_arms, compare, plot_comparison, summarize
+    from ensemble.downstream import (
+        add_equal_samples_arm,
+        build_arms,
+        compare,
+        plot_comparison,
+        summarize,
+    )
     from ensemble.synthesis.sample import balanced_n_per_class
 
     key = cfg.digest() + ":" + ",".join(selected.members)
@@ -218,8 +237,16 @@ def _downstream(cfg, catalog, selected, train_ds, val_ds, test_ds, out: Path, fi
     arms = build_arms(catalog, selected, train_ds, n_per_class=n_pc, n_random=cfg.n_random,
                       seed=seeds.arms_seed(cfg.seed), device=cfg.device,
                       samples_per_epoch=cfg.samples_per_epoch)
-    df = compare(arms, val_ds, test_ds, seeds=cfg.downstream_seeds, model=cfg.downstream_model,
-                 epochs=cfg.downstream_epochs, patience=cfg.downstream_patience, device=cfg.device)
+    arms["real"].samples_per_epoch = cfg.samples_per_epoch  # every arm: the same draws per epoch
+    settings = dict(seeds=cfg.downstream_seeds, model=cfg.downstream_model, epochs=cfg.downstream_epochs,
+                    patience=cfg.downstream_patience, steps=cfg.downstream_steps,
+                    min_steps=cfg.downstream_min_steps, warmup_steps=cfg.downstream_warmup_steps,
+                    class_weight=cfg.class_weight, threshold=cfg.threshold, device=cfg.device,
+                    real_labels=train_ds.labels)
+    df = compare(arms, val_ds, test_ds, **settings)
+    df = add_equal_samples_arm(df, catalog, selected, val_ds, test_ds, n_per_class=n_pc,
+                               seed=seeds.arms_seed(cfg.seed),
+                               samples_per_epoch=cfg.samples_per_epoch, **settings)
     summary = summarize(df)
     _write_csv(table_path, df)
     _write_csv(summary_path, summary)

@@ -10,7 +10,8 @@ writes the run's files and :func:`load_front` & co. read them back.
 
 Modules: :mod:`~ensemble.search.estimator` (EnsembleSearch), :mod:`~ensemble.search.archive`
 (every evaluation, the front), :mod:`~ensemble.search.operators` (pymoo operators on masks),
-:mod:`~ensemble.search.algorithms`, :mod:`~ensemble.search.rules`,
+:mod:`~ensemble.search.algorithms`, :mod:`~ensemble.search.rules`, :mod:`~ensemble.search.validated`
+(the ``validated`` rule: a brief downstream check of front candidates on real validation data),
 :mod:`~ensemble.search.indicators` (non-domination, hypervolume, IGD, the HV reference),
 :mod:`~ensemble.search.result` (Ensemble, selected.json), :mod:`~ensemble.search.outputs` (the
 one writer and reader of front.csv, evaluated.csv, history.csv, selected.json).
@@ -68,6 +69,15 @@ from ensemble.search.rules import (
     get_rule,
     list_rules,
     register_rule,
+    rule_needs_context,
+)
+from ensemble.search.validated import (
+    VALIDATION_METRICS,
+    ValidationContext,
+    select_validated,
+    split_halves,
+    validation_candidates,
+    validation_cost,
 )
 
 __all__ = [
@@ -92,6 +102,13 @@ __all__ = [
     "get_rule",
     "list_rules",
     "check_rule_params",
+    "rule_needs_context",
+    "ValidationContext",
+    "VALIDATION_METRICS",
+    "select_validated",
+    "validation_candidates",
+    "validation_cost",
+    "split_halves",
     "nondominated",
     "nondominated_nd",
     "hypervolume",

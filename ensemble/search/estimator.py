@@ -268,7 +268,7 @@ class EnsembleSearch(BaseEstimator):
             view["intra_d"] = view[first.column] * (1.0 if first.maximise else -1.0)
             view["inter_d"] = view[second.column] * (-1.0 if second.maximise else 1.0)
         try:
-            row, note = fn(view, **params)
+            row, note, *info = fn(view, **params)
         except TypeError as exc:
             raise ValueError(f"bad parameters {params} for rule {rule!r}: {exc}") from exc
         r = self.front_.iloc[int(row)]
@@ -294,8 +294,11 @@ class EnsembleSearch(BaseEstimator):
             "objectives": list(self.objectives_),
             "degenerate_excluded": list(self.excluded_),
         }
+        if info and info[0] is not None:  # a rule's record of how it chose (e.g. validated)
+            meta["rule_info"] = _jsonable(info[0])
+        kept = {k: v for k, v in params.items() if k != "context"}  # the context is data, not a setting
         return Ensemble(members=list(r["members"]), intra_d=float(r["intra_d"]),
-                        inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(params),
+                        inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(kept),
                         note=note, meta=meta,
                         objectives={o.name: float(r[o.column]) for o in objectives})
 

@@ -4,14 +4,20 @@ A rule is ``fn(front: DataFrame, **params) -> (row, note)``: ``front`` has the c
 ``members, size, intra_d, inter_d`` and is sorted by intra_d descending, then inter_d ascending,
 then size ascending (as :attr:`EnsembleSearch.front_ <ensemble.search.EnsembleSearch>` is), so a
 rule can break ties by taking the first of equal candidates; ``row`` is the position of G* and
-``note`` says why a rule fell back (empty when it did not). Every rule works with its defaults.
+``note`` says why a rule fell back (empty when it did not). A rule may return a third element, a
+JSON-able record of how it chose (kept in ``selected.json`` as ``meta["rule_info"]``). Every rule
+works with its defaults, except a rule that needs more than the front: it takes a ``context``
+parameter and refuses to run without one (:func:`rule_needs_context`).
 
 Built in: ``max-fidelity`` (the reference's choice), ``knee``, ``asf`` (weighted achievement
-scalarisation) and ``smallest-within``. Add one with :func:`register_rule`.
+scalarisation), ``smallest-within`` and ``validated`` (a brief downstream check of candidates on
+real validation data, :mod:`ensemble.search.validated`, loaded with the registry). Add one with
+:func:`register_rule`.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import math
@@ -29,6 +35,7 @@ __all__ = [
     "get_rule",
     "list_rules",
     "check_rule_params",
+    "rule_needs_context",
     "max_fidelity",
     "knee",
     "asf",
@@ -47,7 +54,12 @@ def _check_rule(name: str, fn: Any) -> None:
                          f"(row, note), got {type(fn).__name__}")
 
 
-RULES: Registry[Rule] = Registry("selection rule", check=_check_rule)
+def _load_builtins() -> None:
+    # rules that live in their own module register themselves on import (they import this one)
+    importlib.import_module("ensemble.search.validated")
+
+
+RULES: Registry[Rule] = Registry("selection rule", loader=_load_builtins, check=_check_rule)
 
 
 def register_rule(name: str, fn: Rule | None = None, *, overwrite: bool = False):
@@ -76,6 +88,11 @@ def check_rule_params(name: str, params: dict) -> None:
         inspect.signature(fn).bind(None, **params)
     except TypeError as exc:
         raise ValueError(f"bad parameters {params} for rule {name!r}: {exc}") from exc
+
+
+def rule_needs_context(name: str) -> bool:
+    """Whether rule ``name`` takes a ``context`` (data beyond the front, e.g. ``validated``)."""
+    return "context" in inspect.signature(get_rule(name)).parameters
 
 
 def _front_arrays(front: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

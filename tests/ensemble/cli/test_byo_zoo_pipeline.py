@@ -65,6 +65,7 @@ def test_imported_zoo_through_every_stage(pneumonia, data_root, tmp_path, capsys
                  "--device", "cpu", "--out", str(tmp_path / "export")]) == 0
     assert len(list((tmp_path / "export" / "train").rglob("*.png"))) == 20
     assert main(["evaluate", "--zoo", str(zoo_dir), "--selected", str(selected), "--data-root",
-                 str(data_root), "--seeds", "0", "--epochs", "1", "--n-per-class", "10", "--n-random", "1",
+                 str(data_root), "--seeds", "0", "--epochs", "1", "--min-steps", "0", "--warmup-steps", "0",
+                 "--n-per-class", "10", "--n-random", "1",
                  "--no-singles", "--device", "cpu", "--out", str(tmp_path / "evaluate")]) == 0
     assert any((tmp_path / "evaluate").iterdir())

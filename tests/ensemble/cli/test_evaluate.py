@@ -40,14 +40,17 @@ def test_cli_evaluate(tmp_path, monkeypatch, pneumonia_small, data_root, capsys)
     out = tmp_path / "eval"
     args = parser.parse_args(["evaluate", "--zoo", str(cat.zoo_dir), "--selected", str(sel),
                               "--dataset", str(small), "--seeds", "0,1", "--epochs", "1",
+                              "--min-steps", "0", "--warmup-steps", "0",
                               "--n-per-class", "8", "--n-random", "1", "--device", "cpu",
                               "--out", str(out)])
     assert isinstance(args.func(args), dict)  # the command's result (printed by main with --json)
     df = pd.read_csv(out / "comparison.csv")
     assert set(df["arm"]) == {"real", "G*", "single:toy0@0", "single:toy1@0", "single:toy2@0",
-                              "naive (all pooled)", "random-ensemble-0"}
-    assert len(df) == 14 and set(METRICS) <= set(df.columns)
+                              "naive (all pooled)", "random-ensemble-0", "best single, equal samples"}
+    assert len(df) == 16 and set(METRICS) <= set(df.columns)
+    assert df["threshold"].notna().all()  # --threshold val by default (a binary task)
     s = pd.read_csv(out / "summary.csv")
     assert {"single (mean)", "single (best)"} <= set(s["arm"])
     assert (out / "downstream.png").read_bytes()[:4] == b"\x89PNG"
-    assert "G*" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "G*" in text and "roc_auc" in text  # AUC beside g-mean

@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from ensemble.downstream.arms import (
+    EQUAL_SAMPLES_ARM,
     Arm,
     arm_kind,
     best_single_by_score,
     best_single_by_validation,
     build_arms,
+    equal_samples_arm,
     random_ensembles,
     sample_singles,
 )
@@ -103,3 +105,14 @@ def test_arm_ids_depend_on_members_only():
     with pytest.raises(ValueError, match="at least one member"):
         Arm("x", "single", ())
     assert [arm_kind(s) for s in ("single:a", "random-ensemble-0", "G*")] == ["single", "random", "arm"]
+
+
+def test_equal_samples_arm_has_as_many_images_as_gstar(toy_catalog):
+    arm = equal_samples_arm(toy_catalog, "toy1@0", 3, n_per_class=10, seed=0, device="cpu",
+                            samples_per_epoch=50)
+    assert arm.name == EQUAL_SAMPLES_ARM and arm.meta == {"members": ["toy1@0"], "times": 3}
+    assert np.bincount(arm.labels).tolist() == [30, 30]  # |G*| x n_per_class per class, one generator
+    assert set(arm.groups.tolist()) == {0} and arm.samples_per_epoch == 50 and arm.sampler == "member"
+    assert len(np.unique(arm.images.reshape(60, -1), axis=0)) == 60  # distinct images, not repeats
+    with pytest.raises(ValueError, match="positive"):
+        equal_samples_arm(toy_catalog, "toy1@0", 0, n_per_class=10, seed=0, device="cpu")

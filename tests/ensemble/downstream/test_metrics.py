@@ -45,3 +45,25 @@ def test_multiclass_metrics_match_sklearn(rng):
     # A class missing from y_true makes the AUC undefined, not an exception.
     assert np.isnan(classification_metrics(np.zeros(5, int), np.tile([0.5, 0.5], (5, 1)))["roc_auc"])
 
+
+
+def test_choose_threshold_maximises_validation_g_mean(rng):
+    from ensemble.downstream.metrics import choose_threshold
+
+    y = (rng.random(200) < 0.3).astype(int)
+    p1 = np.clip(0.15 + 0.25 * y + rng.normal(0, 0.12, 200), 0.001, 0.999)  # calibrated low
+    proba = np.stack([1 - p1, p1], axis=1)
+    t = choose_threshold(y, proba)
+    g = classification_metrics(y, proba, threshold=t)["g_mean"]
+    for c in np.unique(p1):  # brute force over every cut
+        assert classification_metrics(y, proba, threshold=c)["g_mean"] <= g + 1e-12
+    assert g > classification_metrics(y, proba)["g_mean"]  # beats arg-max here
+    pred = (p1 >= t).astype(int)
+    got = classification_metrics(y, proba, threshold=t)
+    assert got["recall"] == pytest.approx(skm.recall_score(y, pred))
+    assert got["roc_auc"] == classification_metrics(y, proba)["roc_auc"]  # AUC ignores the threshold
+    assert choose_threshold(np.zeros(5, int), np.tile([0.6, 0.4], (5, 1))) == 0.5
+    with pytest.raises(ValueError, match="binary"):
+        choose_threshold(y, np.ones((200, 3)) / 3)
+    with pytest.raises(ValueError, match="binary"):
+        classification_metrics(y % 3, np.ones((200, 3)) / 3, threshold=0.5)

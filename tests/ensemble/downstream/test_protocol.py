@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ensemble.downstream.arms import Arm
+from ensemble.downstream.arms import EQUAL_SAMPLES_ARM, Arm
 from ensemble.downstream.metrics import METRICS
 from ensemble.downstream.protocol import (
     JOURNAL_COLUMNS,
     Journal,
+    add_equal_samples_arm,
+    best_single,
     compare,
     compare_groups,
     group_values,
@@ -47,8 +49,17 @@ def test_compare_and_summarize(pneumonia_small, pneumonia_val):
     assert {"single (mean)", "single (best)", "random-ensemble (mean)"} <= set(rows.index)
     singles = rows.loc[["single:g0", "single:g1", "single:g2"], "g_mean_mean"]
     assert rows.loc["single (mean)", "g_mean_mean"] == pytest.approx(singles.mean())
-    assert rows.loc["single (best)", "g_mean_mean"] == pytest.approx(singles.max())
-    assert rows.loc["single (best)", "note"].startswith(singles.idxmax())
+    # "single (best)" is chosen on the validation split, never on test (issue 13)
+    assert {f"val_{m}" for m in METRICS} <= set(df.columns)
+    val_means = df[df.arm.str.startswith("single:")].groupby("arm")["val_g_mean"].mean()
+    best = val_means.idxmax()  # ties: the first name, as best_single_by_validation
+    assert best_single(df) == best.removeprefix("single:")
+    assert rows.loc["single (best)", "g_mean_mean"] == pytest.approx(singles[best])
+    assert rows.loc["single (best)", "note"].startswith(best)
+    assert "validation" in rows.loc["single (best)", "note"]
+    # a table without validation columns gets no "single (best)" row rather than a test-chosen one
+    no_val = summarize(df.drop(columns=[c for c in df.columns if c.startswith("val_")]))
+    assert "single (best)" not in set(no_val["arm"])
     g = df[df.arm == "G*"]["accuracy"]
     assert rows.loc["G*", "accuracy_mean"] == pytest.approx(g.mean())
     assert rows.loc["G*", "accuracy_std"] == pytest.approx(g.std())
@@ -160,3 +171,34 @@ def test_journaled_protocol_resumes_and_gives_the_same_table(tmp_path, toy_catal
     # one row of train_arm: the journal's columns, validation and test metrics, the seed
     row = train_arm(tasks([(arms[3], 5)])[0])
     assert row["seed"] == 5 and row["members"] == "toy2@0" and 0 <= row["test_g_mean"] <= 1
+
+
+def test_protocol_options_and_equal_samples_arm(toy_catalog, pneumonia_small, pneumonia_val):
+    from ensemble.search.result import Ensemble
+
+    real = pneumonia_small.subset(96, seed=3)
+    val = pneumonia_val.subset(64, seed=1)
+    arms = {"real": TrainingSource.from_dataset(real)}
+    for s in range(3):
+        x = toy_catalog.load(f"toy{s}@0").sample(32, labels=np.tile([0, 1], 16), seed=s)
+        arms[f"single:toy{s}@0"] = TrainingSource(x, np.tile([0, 1], 16), groups=np.zeros(32, int))
+    kw = dict(seeds=(0,), epochs=1, batch_size=32, device="cpu", progress=False)
+    with pytest.raises(ValueError, match="real_labels"):
+        run_protocol(arms["single:toy0@0"], val, val, class_weight="real", **kw)
+    with pytest.raises(ValueError, match="threshold"):
+        run_protocol(arms["real"], val, val, threshold="test", **kw)
+    df = compare(arms, val, val, class_weight="real", threshold="val", **kw)
+    assert df["threshold"].between(0, 1).all()
+    assert df.set_index("arm")["steps"].to_dict() == {"real": 3, **{f"single:toy{s}@0": 1 for s in range(3)}}
+    # the threshold is chosen on validation: validation g-mean at least that of arg-max
+    plain = compare(arms, val, val, class_weight="real", **kw)
+    assert plain["threshold"].isna().all()
+    assert (df["val_g_mean"].to_numpy() >= plain["val_g_mean"].to_numpy() - 1e-12).all()
+    ens = Ensemble(["toy0@0", "toy2@0"])
+    out = add_equal_samples_arm(df, toy_catalog, ens, val, val, n_per_class=8, seed=0,
+                                samples_per_epoch=64, class_weight="real", real_labels=real.labels,
+                                threshold="val", **kw)
+    assert out.iloc[: len(df)].equals(df) and out["arm"].iloc[-1] == EQUAL_SAMPLES_ARM
+    assert len(out) == len(df) + 1
+    assert add_equal_samples_arm(df[df.arm == "real"], toy_catalog, ens, val, val, n_per_class=8,
+                                 seed=0, **kw).equals(df[df.arm == "real"])

@@ -59,3 +59,56 @@ def test_to_input_scales_to_unit_range_and_puts_channels_first():
     assert out.shape == (2, 1, 1, 2) and out.min() == -1.0 and out.max() == 1.0
     rgb = to_input(torch.zeros(3, 4, 5, 3, dtype=torch.uint8))
     assert rgb.shape == (3, 3, 4, 5)
+
+
+def test_class_weights_and_steps_per_epoch():
+    from ensemble.downstream.training import class_weights, steps_per_epoch
+
+    w = class_weights(np.array([0] * 30 + [1] * 90), 2)
+    assert w == pytest.approx([2.0, 2.0 / 3.0])  # n / (K n_c): the minority class weighs more
+    assert (w * np.array([30, 90])).sum() == pytest.approx(120)
+    assert class_weights(np.array([0, 0, 2, 2]), 3) == pytest.approx([4 / 6, 1.0, 4 / 6])  # absent: 1
+    assert class_weights(np.tile([0, 1], 5), 2) == pytest.approx([1.0, 1.0])
+    assert steps_per_epoch(500, 64) == 8 and steps_per_epoch(129, 64) == 2 and steps_per_epoch(130, 64) == 3
+
+
+def test_step_budget_floor_and_warmup(pneumonia_small):
+    x, y = pneumonia_small.images[:128], pneumonia_small.labels[:128]
+    kw = dict(batch_size=32, seed=1, device="cpu", progress=False)  # 4 steps per epoch
+    # A budget in steps runs the epochs it takes; the floor raises an epoch budget.
+    clf = train_classifier(x, y, x[:64], y[:64], steps=10, patience=50, **kw)
+    assert clf.epochs_run == 3 and clf.steps_run == 12 and clf.history["steps"].tolist() == [4, 8, 12]
+    clf = train_classifier(x, y, x[:64], y[:64], epochs=1, min_steps=9, patience=50, **kw)
+    assert clf.epochs_run == 3 and clf.steps_run == 12
+    # Flipped validation labels: the best epoch is the first one, and without a warm-up early
+    # stopping returns a network that trained one epoch. With a warm-up of 12 steps no checkpoint
+    # is taken before step 12, and training runs on until patience is spent after it.
+    flip = dict(epochs=8, patience=2, lr_patience=1, lr=3e-3, **kw)
+    early = train_classifier(x, y, x[:64], 1 - y[:64], **flip)
+    assert early.best_epoch == 1
+    warm = train_classifier(x, y, x[:64], 1 - y[:64], warmup_steps=12, **flip)
+    assert warm.best_epoch >= 3 and warm.history["steps"].iloc[warm.best_epoch - 1] >= 12
+    assert warm.epochs_run == warm.best_epoch + 2
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        train_classifier(x, y, x, y, steps=0, **kw)
+
+
+def test_class_weight_weights_train_and_validation_loss(pneumonia_small):
+    x, y = pneumonia_small.images[:96], pneumonia_small.labels[:96]
+    kw = dict(epochs=1, batch_size=32, seed=2, device="cpu", progress=False)
+    plain = train_classifier(x, y, x[:64], y[:64], **kw)
+    w = np.array([3.0, 0.5])
+    weighted = train_classifier(x, y, x[:64], y[:64], class_weight=w, **kw)
+    assert weighted.best_val_loss != pytest.approx(plain.best_val_loss)
+    # the validation loss is the weighted mean cross-entropy of the returned network
+    p = weighted.predict_proba(x[:64])
+    ce = -np.log(p[np.arange(64), y[:64]])
+    assert weighted.best_val_loss == pytest.approx((w[y[:64]] * ce).sum() / w[y[:64]].sum(), rel=1e-4)
+    balanced = train_classifier(x, y, x[:64], y[:64], class_weight="balanced", **kw)
+    from ensemble.downstream.training import class_weights
+
+    same = train_classifier(x, y, x[:64], y[:64], class_weight=class_weights(y, 2), **kw)
+    assert balanced.best_val_loss == pytest.approx(same.best_val_loss)
+    for bad in ("real", [1.0], [1.0, -1.0]):
+        with pytest.raises(ValueError, match="class_weight"):
+            train_classifier(x, y, x, y, class_weight=bad, **kw)

@@ -27,8 +27,13 @@ def test_pipeline_produces_every_artefact(tiny_run):
         assert z["train_images"].dtype == np.uint8 and z["train_images"].shape == (80, 28, 28)
         assert np.bincount(z["train_labels"][:, 0]).tolist() == [40, 40]
     summary = pd.read_csv(out / "summary.csv")
-    assert {"real", "G*", "naive (all pooled)"} <= set(summary["arm"])
+    assert {"real", "G*", "naive (all pooled)", "best single, equal samples"} <= set(summary["arm"])
+    best = summary.set_index("arm").loc["single (best)", "note"]
+    assert "validation" in best  # chosen on validation, never on test (issue 13)
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert comparison["threshold"].notna().all() and "val_g_mean" in comparison.columns
     report = (out / "report.md").read_text()
+    assert "roc_auc" in report and "threshold: chosen on the real validation split" in report
     assert "| zoo |" in report and "G\\*" in report and "figures/pareto.png" in report
     assert set(res.timings) == {"data", "zoo", "score", "search", "export", "downstream"}
 
