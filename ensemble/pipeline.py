@@ -193,7 +193,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     from ensemble.search import EnsembleSearch
     from ensemble.synth import sample_ensemble
     from zoo import Catalog, train
-    from zoo.train import default_run_name
+    from zoo.config import default_run_name
 
     cfg = config
     out = Path(out_dir)

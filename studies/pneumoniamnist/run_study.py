@@ -459,8 +459,8 @@ class Study:
     # ------------------------------------------------------------------ 1. zoo
     def zoo(self) -> None:
         from zoo import Catalog
+        from zoo.config import default_run_name
         from zoo.seeding import derive_seed
-        from zoo.train import default_run_name
 
         c = self.cfg
         snaps = c.snapshots()
