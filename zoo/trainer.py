@@ -115,11 +115,19 @@ class GANTrainer:
         real = self.images[idx].to(torch.float32).div_(127.5).sub_(1.0)
         return real.contiguous(memory_format=torch.channels_last), self.labels[idx]
 
-    def _codes(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_codes(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent codes and the labels to generate: labels of random training images.
+
+        Fake labels follow the training split's class frequencies, as the real batch's labels
+        do. Drawn uniformly instead (as before issue 17), a discriminator that sees the label
+        learns "a minority-class label means fake" (on PneumoniaMNIST 26% of real images are
+        class 0 but half of the fakes), a signal the generator cannot answer: dcgan, lsgan,
+        wgan and cgan stalled while acgan (whose adversarial head does not see the label) learnt.
+        """
         bs = self.config["batch_size"]
         z = torch.randn(bs, self.config["latent_dim"], generator=gen).to(self.device)
-        y = torch.randint(self.config["num_classes"], (bs,), generator=gen).to(self.device)
-        return z, y
+        idx = torch.randint(self.n, (bs,), generator=gen).to(self.device)
+        return z, self.labels[idx]
 
     def _aug(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return diff_augment(x, generator=gen) if self.config["diffaug"] else x
@@ -140,7 +148,7 @@ class GANTrainer:
         self.D.requires_grad_(True)
         for _ in range(cfg["n_critic"]):
             real, y_real = self._batch(gen)
-            z, y_fake = self._codes(gen)
+            z, y_fake = self.sample_codes(gen)
             with torch.no_grad():
                 fake = self.G(z, y_fake)
             real_in, fake_in = self._aug(real, gen), self._aug(fake, gen)
@@ -164,7 +172,7 @@ class GANTrainer:
                         p.clamp_(-cfg["clip"], cfg["clip"])
 
         self.D.requires_grad_(False)
-        z, y_fake = self._codes(gen)
+        z, y_fake = self.sample_codes(gen)
         fake = self.G(z, y_fake)
         out_f, cls_f = _split(self.D(self._aug(fake, gen), y_fake))
         loss_g = generator_loss(kind, out_f)
