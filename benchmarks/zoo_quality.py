@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FAMILIES = ["dcgan", "lsgan", "wgan", "wgan-gp", "sngan", "acgan", "cgan", "progan"]
+FAMILIES = ["dcgan", "lsgan", "wgan", "cgan", "acgan", "sngan", "wgan-gp", "progan"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image-size", type=int, default=28, choices=(28, 32),
                     help="32 pads the 28 px images by 2 px (edge values)")
     ap.add_argument("--samples", type=int, default=4708, help="samples per snapshot")
+    ap.add_argument("--classifier-epochs", type=int, default=20,
+                    help="epochs of the label classifier (early-stopped on validation)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     real, labels = sized(train.images), train.labels
     judge = fit_label_classifier(real, labels, sized(val.images), val.labels, seed=0,
-                                 device=args.device)
+                                 epochs=args.classifier_epochs, device=args.device)
     print(f"label classifier: small CNN on the training split, validation accuracy "
           f"{judge.val_accuracy:.3f}")
     embedder = Embedder("resnet18", weights="random", image_size=32, device=args.device,
