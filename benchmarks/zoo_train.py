@@ -63,9 +63,10 @@ def worker(args: argparse.Namespace) -> dict:
     import torch
 
     from ensemble.data import load_medmnist
+    from zoo.config import build_config
     from zoo.device import resolve_device
     from zoo.nets.progan import NUM_GROWTHS
-    from zoo.train import GANTrainer, build_config
+    from zoo.trainer import GANTrainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

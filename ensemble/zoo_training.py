@@ -73,8 +73,8 @@ _RUN_KEYS = ("arch", "name", "seed", "iterations", "snapshots", "batch_size")
 def _resolve_runs(runs: Sequence[Mapping[str, Any]], ds, *, iterations, snapshots, batch_size,
                   seed) -> list[dict]:
     """Validate every run spec and give it its final name (as :func:`zoo.train.train` would)."""
+    from zoo.config import build_config, default_run_name
     from zoo.registry import get_architecture
-    from zoo.train import build_config, default_run_name
 
     if isinstance(runs, Mapping) or not isinstance(runs, Sequence) or not runs:
         raise ValueError("runs must be a non-empty list of dicts such as "

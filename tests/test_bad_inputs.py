@@ -521,9 +521,6 @@ def test_an_unfinished_zoo_run_extended_with_other_settings_is_refused(world, ca
             "run 'r' exists with a different config", "lr", "name=")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 8: zoo/train.py _load_state puts torch's many-line "
-                                       "weights_only message into the error (fix: its first line only); "
-                                       "left for the zoo/train.py split (H4)")
 def test_a_damaged_training_state_is_named_on_resume(world, capsys, tmp_path):
     base = ["zoo", "train", "--dataset", world["data"], "--families", "dcgan", "--iterations", "3",
             "--batch-size", "8", "--name", "r", "--device", "cpu", "--out", tmp_path / "z"]

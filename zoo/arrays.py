@@ -1,10 +1,12 @@
-"""Checks on image arrays shared by training, sampling grids and the data loaders."""
+"""Checks on image and label arrays shared by training, sampling grids and the data loaders."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["check_images"]
+__all__ = ["check_images", "check_training_images", "check_labels"]
 
 
 def check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
@@ -27,3 +29,46 @@ def check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
     if len(images) == 0:
         raise ValueError(f"{name} is empty; pass at least one image")
     return images
+
+
+def check_training_images(images: Any) -> np.ndarray:
+    """:func:`check_images`, and square 28 or 32 px: the sizes the zoo's families train at."""
+    images = check_images(images)
+    h, w = images.shape[1:3]
+    if h != w or h not in (28, 32):
+        raise ValueError(f"images are {h}x{w}, but the zoo trains on 28x28 or 32x32 images; "
+                         "resize them first (e.g. MedMNIST at size 28)")
+    return images
+
+
+def check_labels(labels: Any, n: int, num_classes: int | None) -> tuple[np.ndarray, int]:
+    """Check ``n`` integer class labels (shape ``(N,)`` or ``(N, 1)``) against ``num_classes``.
+
+    Returns the labels as int64 ``(N,)`` and the number of classes (``max(labels) + 1`` when
+    ``num_classes`` is None); raises a ValueError saying how to fix bad labels.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (N,) or (N, 1), got {labels.shape}")
+    if len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries but there are {n} images; pass one "
+                         "label per image")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not (np.issubdtype(labels.dtype, np.floating) and np.all(np.mod(labels, 1) == 0)):
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if labels.min() < 0:
+        raise ValueError(f"labels out of range: found {int(labels.min())}; labels must be >= 0")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    elif isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    num_classes = int(num_classes)
+    if labels.max() >= num_classes:
+        raise ValueError(f"labels out of range: found {int(labels.max())}, expected 0 <= label < "
+                         f"{num_classes}; pass num_classes={int(labels.max()) + 1} or fix the labels")
+    return labels, num_classes
+

@@ -85,8 +85,8 @@ def _train(args: argparse.Namespace) -> int:
     from ensemble.seeds import zoo_seed
     from ensemble.zoo_training import DataSpec, train_zoo
     from zoo.catalog import Catalog
+    from zoo.config import default_run_name
     from zoo.registry import get_architecture, list_architectures
-    from zoo.train import default_run_name
 
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     if not families:

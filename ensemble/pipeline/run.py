@@ -91,7 +91,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     from ensemble.synthesis.sample import balanced_n_per_class, sample_ensemble
     from ensemble.zoo_training import DataSpec, train_zoo
     from zoo import Catalog
-    from zoo.train import default_run_name
+    from zoo.config import default_run_name
 
     cfg = config
     out = Path(out_dir)

@@ -277,7 +277,7 @@ class Study:
     # ------------------------------------------------------------------ 1. zoo
     def zoo(self) -> None:
         from zoo import Catalog
-        from zoo.train import default_run_name
+        from zoo.config import default_run_name
 
         c = self.cfg
         snaps = c.snapshots()

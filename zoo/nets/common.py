@@ -17,7 +17,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "output_activation": "tanh",  # tanh | none
     "dropout": 0.0,  # dropout in the discriminator
     "batch_size": 64,
-    "ema": 0.0,  # EMA decay of the generator's weights; 0 = off
+    # EMA decay of the generator's weights (0 = off). 0.99 averages over ~100 steps: it removes
+    # the step-to-step pixel noise of short CPU runs (issue 17; see docs/zoo.md) and forgets the
+    # initial weights within a few hundred iterations (0.999 would still hold 37% of them at 1,000).
+    "ema": 0.99,
     "diffaug": False,  # DiffAugment (color, translation, cutout) on D's inputs
     "n_critic": 1,  # discriminator updates per generator update
 }
