@@ -3,9 +3,7 @@
 Every case drives the real command line (``ensemble.cli.main``) or a public function of data/zoo
 with one bad value, and asserts that it is refused cleanly: exit status 2 (or a ValueError,
 FileNotFoundError, FileExistsError, PermissionError) with exactly one error line that names the
-bad value and the fix, and never a traceback. Cases that modules outside data/zoo still get wrong
-are marked ``xfail(strict=True)`` with the issue item that covers them, so they flip to failures
-(and must be unmarked) the day they are fixed.
+bad value and the fix, and never a traceback.
 """
 
 from __future__ import annotations
