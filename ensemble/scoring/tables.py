@@ -5,6 +5,10 @@ With the real k-NN radii fixed, Intra-d of any ensemble E decomposes exactly (ME
 a precomputed P × P matrix of d between generators. After one pass over the features, evaluating
 an ensemble costs O(N·|E|) and a whole population is one small matrix product.
 
+With held-out real features the tables also hold the memorisation audit
+(:mod:`ensemble.scoring.memorisation`): ``memorisation``, one row per generator, and every
+sample's nearest real image (``nn_dist``/``nn_index``, generators one after the other).
+
 This module holds the tables (fields, the objectives ``intra_d``/``inter_d``, subsets, the
 ``.npz`` file) and the two ways to make them, :func:`score_features` (from embeddings) and
 :func:`score_catalog` (from a zoo catalog; the scoring entry point). The computing lives in
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.scoring.knn import d_score
+from ensemble.scoring.memorisation import ALPHA, MEMORISATION_COLUMNS
 from zoo.io import atomic_write
 
 __all__ = ["ScoreTables", "INTER_MODES", "FORMAT", "score_features", "score_catalog"]
@@ -44,7 +49,10 @@ class ScoreTables:
     ``counts[g]`` = Σ_{s∈S_g} Σ_i [‖s − r_i‖ < ρ_i]; ``n_fake[g]`` = |S_g|; ``hits[i, g]`` = real
     point i is covered by S_g; ``density``/``coverage``/``d`` per generator against real;
     ``pairwise_directed[g, h]`` = d(S_g, S_h) with S_g as the reference; ``pairwise`` = the folded
-    matrix Inter-d uses (``meta["inter_mode"]``), diagonal NaN.
+    matrix Inter-d uses (``meta["inter_mode"]``), diagonal NaN. ``memorisation``: the audit
+    (a DataFrame indexed by name, :data:`~ensemble.scoring.memorisation.MEMORISATION_COLUMNS`)
+    or None when no held-out data was given; ``nn_dist``/``nn_index``: every sample's exact
+    distance to its nearest real image and that image's index, generators in ``names`` order.
     """
 
     names: list[str]
@@ -60,6 +68,9 @@ class ScoreTables:
     pairwise_directed: np.ndarray
     meta: dict = field(default_factory=dict)
     by_class: dict[str, ScoreTables] = field(default_factory=dict)
+    memorisation: object = None  # pandas DataFrame or None (kept untyped: no pandas at import)
+    nn_dist: np.ndarray | None = None
+    nn_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.names = [str(n) for n in self.names]
@@ -86,6 +97,15 @@ class ScoreTables:
         self.has_pairwise = bool(np.isfinite(pw).all())
         if not self.has_pairwise and not np.isnan(pw).all():
             raise ValueError("score tables pairwise matrix contains NaN or inf off the diagonal")
+        if self.memorisation is not None:
+            if list(self.memorisation.index) != self.names:
+                raise ValueError("score tables memorisation rows must be the generators, in order")
+            n_total = int(self.n_fake.sum())
+            for name in ("nn_dist", "nn_index"):
+                arr = getattr(self, name)
+                if arr is not None and np.shape(arr) != (n_total,):
+                    raise ValueError(f"score tables field {name} has shape {np.shape(arr)}, expected "
+                                     f"({n_total},): one entry per generated sample")
         self._hits_f = None
         self._w = None
 
@@ -152,6 +172,38 @@ class ScoreTables:
             out = np.where(s >= 2, total / (s * (s - 1)), np.nan)
         return out[0] if single else out
 
+    # ------------------------------------------------------------------ memorisation
+    @property
+    def flagged(self) -> list[str]:
+        """Generators the memorisation audit flags (empty without an audit)."""
+        if self.memorisation is None:
+            return []
+        return [n for n, f in zip(self.names, self.memorisation["flagged"], strict=True) if f]
+
+    def nearest(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, index) of each sample of ``name``'s nearest real image, from the audit."""
+        if self.nn_index is None:
+            raise ValueError("these score tables hold no memorisation audit; score them with "
+                             "held-out real data (holdout=... / holdout_images=...)")
+        self.mask_of([name])  # unknown names raise, listing known ones
+        g = self.names.index(name)
+        lo = int(self.n_fake[:g].sum())
+        hi = lo + int(self.n_fake[g])
+        return self.nn_dist[lo:hi], self.nn_index[lo:hi]
+
+    def memorisation_of(self, names) -> dict[str, dict]:
+        """The audit rows of ``names`` as JSON-able dicts (for selected.json / meta.json); {} without."""
+        if self.memorisation is None:
+            return {}
+        self.mask_of(names)
+        out = {}
+        for n in names:
+            row = self.memorisation.loc[n]
+            out[n] = {c: (bool(row[c]) if c == "flagged" else
+                          int(row[c]) if c in ("n_samples", "exact_copies", "n_close") else float(row[c]))
+                      for c in MEMORISATION_COLUMNS}
+        return out
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_fields(cls, fields: dict) -> ScoreTables:
@@ -167,20 +219,23 @@ class ScoreTables:
     def from_features(cls, real_features: np.ndarray, fake_features: dict[str, np.ndarray], *,
                       k: int = 5, inter_mode: str = "symmetric", pairwise: bool = True,
                       real_radii: np.ndarray | None = None, meta: dict | None = None,
-                      device: str = "auto", progress: bool = True, backend=None) -> ScoreTables:
+                      device: str = "auto", progress: bool = True, backend=None,
+                      holdout: np.ndarray | None = None, alpha: float = ALPHA) -> ScoreTables:
         """Build the tables from embeddings: one pass per generator, one per generator pair.
 
         ``real_features`` float32 ``(N, D)``; ``fake_features`` ``{name: (M_g, D)}``; ``k`` of the
         k-NN radii; ``inter_mode`` one of :data:`INTER_MODES`; ``pairwise=False`` skips Inter-d;
         ``real_radii`` reuses the real k-NN radii. ``backend`` (an :mod:`ensemble.parallel`
         backend or its name; default in this process) runs the passes as tasks; the tables do
-        not depend on it.
+        not depend on it. ``holdout``: held-out real features (the validation split) for the
+        memorisation audit (``.memorisation``; test level ``alpha``).
         """
         from ensemble.scoring.build import feature_fields
 
         return cls.from_fields(feature_fields(
             real_features, fake_features, k=k, inter_mode=inter_mode, pairwise=pairwise,
-            real_radii=real_radii, meta=meta, device=device, progress=progress, backend=backend))
+            real_radii=real_radii, meta=meta, device=device, progress=progress, backend=backend,
+            holdout=holdout, alpha=alpha))
 
     @classmethod
     def compute(cls, catalog, real_images: np.ndarray, embedder, *, n_samples: int | None = None,
@@ -188,26 +243,36 @@ class ScoreTables:
                 per_class: bool = False, real_labels: np.ndarray | None = None,
                 names: list[str] | None = None, inter_mode: str = "symmetric",
                 class_names: list[str] | None = None, backend=None,
-                progress: bool = True) -> ScoreTables:
+                progress: bool = True, holdout_images: np.ndarray | None = None,
+                alpha: float = ALPHA) -> ScoreTables:
         """Sample every catalog generator, embed (cached by content), and build the tables.
 
         ``n_samples=None`` takes as many samples per generator as there are real images (the
         reference protocol). ``per_class=True`` also builds one set of tables per class
         (``.by_class``), which needs ``real_labels``. ``backend``: one backend (one cluster
         client) for the sampling/embedding and the scoring tasks (default: in this process).
+        ``holdout_images``: the real validation images, the memorisation audit's reference.
         """
         from ensemble.scoring.build import catalog_fields
 
         return cls.from_fields(catalog_fields(
             catalog, real_images, embedder, n_samples=n_samples, k=k, seed=seed,
             cache_dir=cache_dir, per_class=per_class, real_labels=real_labels, names=names,
-            inter_mode=inter_mode, class_names=class_names, backend=backend, progress=progress))
+            inter_mode=inter_mode, class_names=class_names, backend=backend, progress=progress,
+            holdout_images=holdout_images, alpha=alpha))
 
     # ------------------------------------------------------------------ views
     def subset(self, names: list[str]) -> ScoreTables:
         """Tables restricted to ``names`` (in that order)."""
         self.mask_of(names)  # unknown names raise here, listing known ones
         idx = np.array([self.names.index(n) for n in names], dtype=int)
+        mem = nn_dist = nn_index = None
+        if self.memorisation is not None:
+            mem = self.memorisation.loc[list(names)].copy()
+            mem.attrs = dict(self.memorisation.attrs)
+            if self.nn_index is not None:
+                nn_dist = np.concatenate([self.nearest(n)[0] for n in names])
+                nn_index = np.concatenate([self.nearest(n)[1] for n in names])
         return ScoreTables(
             names=[self.names[i] for i in idx], k=self.k, n_real=self.n_real,
             counts=self.counts[idx], n_fake=self.n_fake[idx], hits=self.hits[:, idx],
@@ -215,6 +280,7 @@ class ScoreTables:
             pairwise=self.pairwise[np.ix_(idx, idx)],
             pairwise_directed=self.pairwise_directed[np.ix_(idx, idx)], meta=dict(self.meta),
             by_class={c: t.subset(names) for c, t in self.by_class.items()},
+            memorisation=mem, nn_dist=nn_dist, nn_index=nn_index,
         )
 
     def summary(self):
@@ -235,6 +301,15 @@ class ScoreTables:
             f"{prefix}coverage": self.coverage, f"{prefix}d": self.d,
             f"{prefix}pairwise": self.pairwise, f"{prefix}pairwise_directed": self.pairwise_directed,
         }
+        if self.memorisation is not None:  # additive: files without these keys load with None
+            mem = self.memorisation
+            out[f"{prefix}memorisation_json"] = np.array(json.dumps(
+                {"columns": list(mem.columns), "attrs": mem.attrs}, sort_keys=True, default=str))
+            for c in mem.columns:
+                out[f"{prefix}memorisation__{c}"] = mem[c].to_numpy()
+            if self.nn_index is not None:
+                out[f"{prefix}nn_dist"] = np.asarray(self.nn_dist, np.float32)
+                out[f"{prefix}nn_index"] = np.asarray(self.nn_index, np.int64)
         for i, t in enumerate(self.by_class.values()):
             out.update(t._arrays(prefix=f"{prefix}class{i}__"))
         return out
@@ -272,10 +347,23 @@ class ScoreTables:
                 hits=np.unpackbits(a[f"{prefix}hits"], axis=0, count=n_real).astype(bool),
                 density=a[f"{prefix}density"], coverage=a[f"{prefix}coverage"], d=a[f"{prefix}d"],
                 pairwise=a[f"{prefix}pairwise"], pairwise_directed=a[f"{prefix}pairwise_directed"],
-                meta=meta["meta"])
+                meta=meta["meta"], **cls._memorisation_from_arrays(a, prefix, meta["names"]))
         for i, c in enumerate(meta.get("classes", [])):
             t.by_class[c] = cls._from_arrays(a, f"{prefix}class{i}__")
         return t
+
+    @staticmethod
+    def _memorisation_from_arrays(a: dict, prefix: str, names: list[str]) -> dict:
+        if f"{prefix}memorisation_json" not in a:
+            return {}
+        import pandas as pd
+
+        spec = json.loads(str(a[f"{prefix}memorisation_json"]))
+        mem = pd.DataFrame({c: a[f"{prefix}memorisation__{c}"] for c in spec["columns"]},
+                           index=pd.Index([str(n) for n in names], name="name"))
+        mem.attrs.update(spec.get("attrs") or {})
+        return {"memorisation": mem, "nn_dist": a.get(f"{prefix}nn_dist"),
+                "nn_index": a.get(f"{prefix}nn_index")}
 
     def __repr__(self) -> str:
         return (f"ScoreTables(P={self.n_generators}, n_real={self.n_real}, k={self.k}, "
