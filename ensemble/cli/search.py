@@ -51,8 +51,11 @@ def _run(args: argparse.Namespace) -> int:
         algorithm=args.algorithm, pop_size=args.pop_size, n_gen=args.n_gen, seed=search_seed(args.seed),
         min_size=args.min_size, max_size=args.max_size, crossover=args.crossover,
         mutation_prob=args.mutation_prob, init_density=args.init_density, n_evals=args.n_evals,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), exclude_memorising=args.exclude_memorising,
     ).fit(tables)
+    if search.excluded_:
+        print(f"left out {len(search.excluded_)} generator(s) the memorisation audit flags: "
+              f"{', '.join(search.excluded_)}")
     selected = search.select(args.rule, **rule_params)
     selected.meta["root_seed"] = args.seed
     paths = save_search_outputs(search, args.out, selected, evaluated=not args.no_evaluated)
@@ -94,5 +97,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=None,
                    help="smallest-within: relative Intra-d tolerance (rule default 0.01)")
     p.add_argument("--no-evaluated", action="store_true", help="skip evaluated.csv (every evaluated ensemble)")
+    p.add_argument("--exclude-memorising", action="store_true",
+                   help="leave out the generators the memorisation audit flags (tables scored "
+                        "with --holdout val)")
     p.set_defaults(func=_run)
     return p

@@ -37,6 +37,7 @@ __all__ = [
     "memorisation_table",
     "audit_attrs",
     "byte_copies",
+    "regenerate_scored_samples",
 ]
 
 #: the default level of the one-sided binomial test (per member)
@@ -129,3 +130,19 @@ def byte_copies(train_images: np.ndarray, images: np.ndarray) -> np.ndarray:
         return np.zeros(len(images), dtype=bool)
     seen = set(digests(train_images))
     return np.array([d in seen for d in digests(images)], dtype=bool)
+
+
+def regenerate_scored_samples(catalog, name: str, n_samples: int, seed: int, *, per_class: bool = False,
+                              device: str = "auto") -> np.ndarray:
+    """The very images :func:`ensemble.features.compute_features` drew from ``name`` with ``seed``.
+
+    Same labels (:func:`~ensemble.features.collect.sample_labels`) and sample seed, so sample j
+    here is the sample j the audit's ``nearest(name)`` refers to (the figure, byte copies).
+    """
+    from ensemble.features.collect import sample_labels
+    from zoo.seeding import derive_seed
+
+    row = catalog.get(name)
+    labels = sample_labels(int(n_samples), int(row["num_classes"]), seed, per_class)
+    gen = catalog.load(name, device=device)
+    return np.asarray(gen.sample(int(n_samples), labels=labels, seed=derive_seed(seed, "sample", name)))

@@ -56,9 +56,13 @@ class EnsembleSearch(BaseEstimator):
             random, caps greedy; exhaustive ignores it.
         lambdas: greedy scalarisation weights λ in ``intra_d − λ·inter_d`` (None: a default ladder).
         progress: show a tqdm bar over generations.
+        exclude_memorising: leave out the generators the tables' memorisation audit flags
+            (``tables.flagged``; needs tables scored with held-out real data).
 
     Learned: ``front_``, ``history_``, ``evaluated_``, ``result_``, ``hv_ref_``, ``tables_names_``,
-    ``tables_meta_``, ``n_evals_``, ``max_size_`` (and the property ``hypervolume_``).
+    ``tables_meta_``, ``n_evals_``, ``max_size_``, ``excluded_`` (generators left out as
+    memorising), ``memorisation_`` (the audit rows by name, {} without an audit) (and the
+    property ``hypervolume_``).
 
     Raises:
         ValueError: from ``fit``, for parameters that do not fit the tables (each message says
@@ -74,7 +78,7 @@ class EnsembleSearch(BaseEstimator):
                  min_size: int = 2, max_size: int | None = None, crossover: str = "two-point",
                  mutation_prob: float | None = None, init_density: float | None = None,
                  n_evals: int | None = None, lambdas: tuple[float, ...] | None = None,
-                 progress: bool = False):
+                 progress: bool = False, exclude_memorising: bool = False):
         self.algorithm = algorithm
         self.pop_size = pop_size
         self.n_gen = n_gen
@@ -87,6 +91,7 @@ class EnsembleSearch(BaseEstimator):
         self.n_evals = n_evals
         self.lambdas = lambdas
         self.progress = progress
+        self.exclude_memorising = exclude_memorising
 
     # ----------------------------------------------------------------- checks
     def _validate(self, tables) -> int:
@@ -142,6 +147,8 @@ class EnsembleSearch(BaseEstimator):
         Returns:
             self, fitted.
         """
+        self.memorisation_ = tables.memorisation_of(tables.names) if hasattr(tables, "memorisation_of") else {}
+        tables, self.excluded_ = _without_memorising(tables, self.exclude_memorising)
         max_size = self._validate(tables)
         run = get_algorithm(self.algorithm)
         self.max_size_ = max_size
@@ -226,9 +233,29 @@ class EnsembleSearch(BaseEstimator):
             "hypervolume": float(self.hypervolume_),
             "hv_ref": self.hv_ref_,
         }
+        if self.memorisation_:  # the audit of G*'s members (exported into the dataset's meta.json)
+            meta["memorisation"] = {m: self.memorisation_[m] for m in r["members"]}
+        if self.excluded_:
+            meta["excluded_memorising"] = list(self.excluded_)
         return Ensemble(members=list(r["members"]), intra_d=float(r["intra_d"]),
                         inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(params),
                         note=note, meta=meta)
+
+
+def _without_memorising(tables, exclude: bool):
+    """(tables without the generators the memorisation audit flags, their names) when ``exclude``."""
+    if not exclude:
+        return tables, []
+    if getattr(tables, "memorisation", None) is None:
+        raise ValueError("exclude_memorising=True needs score tables with a memorisation audit; score "
+                         "them with held-out real data (ScoreTables.from_features(..., holdout=...), "
+                         "score_catalog(..., holdout_images=...) or `gan-ensemble score --holdout val`)")
+    flagged = list(tables.flagged)
+    if flagged:
+        log.info("leaving out %d generator(s) the memorisation audit flags: %s", len(flagged),
+                 ", ".join(flagged))
+        tables = tables.subset([n for n in tables.names if n not in set(flagged)])
+    return tables, flagged
 
 
 def _single_threaded_blas():
