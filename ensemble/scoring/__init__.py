@@ -28,6 +28,7 @@ from ensemble.scoring.knn import (
     fid,
     ieee_float32_matmul,
     knn_radii,
+    knn_radii_many,
     nearest_neighbours,
     prepare_features,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "fid",
     "ieee_float32_matmul",
     "knn_radii",
+    "knn_radii_many",
     "memorisation_table",
     "nearest_neighbours",
     "pair_blocks",

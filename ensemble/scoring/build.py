@@ -33,6 +33,7 @@ from ensemble.scoring.knn import (
     compare_sets,
     d_score,
     knn_radii,
+    knn_radii_many,
     prepare_features,
 )
 from ensemble.scoring.memorisation import ALPHA, close_flags, memorisation_table
@@ -93,7 +94,14 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
                              f"{real.shape[1]}; embed them with the same backbone")
     p = len(names)
     pr = prepare_features(real, device=device, name="real features")
-    radii = knn_radii(pr, k) if real_radii is None else np.asarray(real_radii, np.float32)
+    nn1 = None  # each real image's distance to its nearest other one (the audit), with the radii
+    if real_radii is not None:
+        radii = np.asarray(real_radii, np.float32)
+    elif audit:
+        both = knn_radii_many(pr, (k, 1))
+        radii, nn1 = both[k], both[1]
+    else:
+        radii = knn_radii(pr, k)
     counts = np.zeros(p, np.int64)
     n_fake = np.array([len(fakes[n]) for n in names], np.int64)
     hits = np.zeros((len(real), p), bool)
@@ -112,14 +120,15 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
                density=density, coverage=coverage, d=d_score(density, coverage),
                pairwise=folded, pairwise_directed=directed, meta=meta)
     if audit:
-        out.update(_audit_fields(pr, holdout, names, nearest, alpha))
+        out.update(_audit_fields(pr, holdout, names, nearest, alpha, nn1))
     return out
 
 
 def _audit_fields(pr: PreparedFeatures, holdout: np.ndarray, names: list[str], nearest: list,
-                  alpha: float) -> dict:
+                  alpha: float, nn1: np.ndarray | None) -> dict:
     """The memorisation fields from every generator's nearest real images and the held-out pass."""
-    nn1 = knn_radii(pr, 1, name="real features")  # each training image's nearest other one
+    if nn1 is None:
+        nn1 = knn_radii(pr, 1, name="real features")  # each training image's nearest other one
     st = compare_sets(pr, holdout, nearest_b=True)
     ref = {"close": close_flags(st.nn_dist_b, st.nn_index_b, nn1), "copies": st.nn_copy_b,
            "nn_dist": st.nn_dist_b}

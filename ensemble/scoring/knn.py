@@ -37,6 +37,7 @@ from zoo.device import resolve_device
 __all__ = [
     "check_features",
     "knn_radii",
+    "knn_radii_many",
     "density_coverage",
     "d_score",
     "compare_sets",
@@ -223,13 +224,29 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
     Equals prdc's ``compute_nearest_neighbour_distances``: the (k+1)-th smallest value of each row
     of the set's own distance matrix (the zero self-distance is the first). Returns float32 (n,).
     """
-    check_k(k)
+    return knn_radii_many(x, (k,), device=device, block_elems=block_elems, name=name)[k]
+
+
+def knn_radii_many(x: np.ndarray | PreparedFeatures, ks: tuple[int, ...], *,
+                   device: str | torch.device = "auto", block_elems: int | None = None,
+                   name: str = "real features") -> dict[int, np.ndarray]:
+    """:func:`knn_radii` for several ``ks`` from one pass over the distance blocks: ``{k: radii}``.
+
+    Each k's radii are those :func:`knn_radii` gives alone (the candidates are the float32
+    top-(max k + 1 + margin), and each k is decided in its own error band).
+    """
+    ks = tuple(dict.fromkeys(ks))
+    if not ks:
+        raise ValueError("ks is empty; pass at least one k")
+    for k in ks:
+        check_k(k)
     p = _as_prepared(x, None, device, name)
     n = len(p)
-    if n < k + 1:
-        raise ValueError(f"{name} has {n} points; k-NN radii with k={k} need at least k+1 = {k + 1}")
-    m = min(n, k + 1 + _EXTRA_CANDIDATES)
-    radii = torch.empty(n, dtype=torch.float32, device=p.c32.device)
+    kmax = max(ks)
+    if n < kmax + 1:
+        raise ValueError(f"{name} has {n} points; k-NN radii with k={kmax} need at least k+1 = {kmax + 1}")
+    m = min(n, kmax + 1 + _EXTRA_CANDIDATES)
+    radii = {k: torch.empty(n, dtype=torch.float32, device=p.c32.device) for k in ks}
     bmax = p.csq.max().double()
     step = rows_per_block(n, block_elems)
     buf = torch.empty(min(step, n) * n, dtype=torch.float32, device=p.c32.device)
@@ -238,28 +255,35 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
         d2 = _approx_d2(p, lo, hi, p, out=buf)
         vals, idx = torch.topk(d2, m, dim=1, largest=False, sorted=True)
         del d2
-        # With |approx − exact| <= b, the (k+1)-th exact value lies in [v_k − b, v_k + b]: candidates
-        # below v_k − 2b surely rank before it, those above v_k + 2b surely after. Only the band
-        # between is recomputed exactly; the k-th sits at rank k − #below inside it.
         v = vals.double()
-        vk = v[:, k:k + 1]
-        b = (_gamma(p.dim) * (p.csq[lo:hi].double() + bmax))[:, None] + vk.abs() * (8 * _U32)
-        below = v < vk - 2 * b
-        band = ~below & (v <= vk + 2 * b)
-        rank = k - below.sum(1)
-        rr, cc = torch.nonzero(band, as_tuple=True)
-        ex = torch.full((hi - lo, m), float("inf"), dtype=torch.float32, device=v.device)
-        ex[rr, cc] = _exact_dist(p, rr + lo, p, idx[rr, cc])
-        kth = ex.sort(dim=1).values.gather(1, rank[:, None]).squeeze(1)
-        if m < n:
-            # A band reaching the last candidate means points beyond the candidates might belong
-            # in it: recompute those rows in full (rare).
-            for r in torch.nonzero(band[:, -1]).flatten().tolist():
-                i = torch.full((n,), lo + r, device=idx.device, dtype=torch.long)
-                row = _exact_dist(p, i, p, torch.arange(n, device=idx.device))
-                kth[r] = torch.kthvalue(row.cpu(), k + 1).values.to(kth.device)
-        radii[lo:hi] = kth
-    return radii.cpu().numpy()
+        for k in ks:
+            radii[k][lo:hi] = _kth_from_candidates(p, lo, hi, v, idx, k, m, n, bmax)
+    return {k: r.cpu().numpy() for k, r in radii.items()}
+
+
+def _kth_from_candidates(p: PreparedFeatures, lo: int, hi: int, v: torch.Tensor, idx: torch.Tensor,
+                         k: int, m: int, n: int, bmax: torch.Tensor) -> torch.Tensor:
+    """The exact (k+1)-th smallest distance of rows lo:hi from their top-m float32 candidates."""
+    # With |approx − exact| <= b, the (k+1)-th exact value lies in [v_k − b, v_k + b]: candidates
+    # below v_k − 2b surely rank before it, those above v_k + 2b surely after. Only the band
+    # between is recomputed exactly; the k-th sits at rank k − #below inside it.
+    vk = v[:, k:k + 1]
+    b = (_gamma(p.dim) * (p.csq[lo:hi].double() + bmax))[:, None] + vk.abs() * (8 * _U32)
+    below = v < vk - 2 * b
+    band = ~below & (v <= vk + 2 * b)
+    rank = k - below.sum(1)
+    rr, cc = torch.nonzero(band, as_tuple=True)
+    ex = torch.full((hi - lo, m), float("inf"), dtype=torch.float32, device=v.device)
+    ex[rr, cc] = _exact_dist(p, rr + lo, p, idx[rr, cc])
+    kth = ex.sort(dim=1).values.gather(1, rank[:, None]).squeeze(1)
+    if m < n:
+        # A band reaching the last candidate means points beyond the candidates might belong
+        # in it: recompute those rows in full (rare).
+        for r in torch.nonzero(band[:, -1]).flatten().tolist():
+            i = torch.full((n,), lo + r, device=idx.device, dtype=torch.long)
+            row = _exact_dist(p, i, p, torch.arange(n, device=idx.device))
+            kth[r] = torch.kthvalue(row.cpu(), k + 1).values.to(kth.device)
+    return kth
 
 
 @dataclass
@@ -390,7 +414,8 @@ def _resolve_nearest(pa: PreparedFeatures, pb: PreparedFeatures, m1: torch.Tenso
 
     With every approximate d² within b of its exact value, a column whose runner-up (m2 − b) sits
     above its best (m1 + b) has its nearest row for certain: only that pair is computed exactly.
-    Other columns (exact or near ties) are recomputed against every row, in float64.
+    Other columns (exact or near ties) get their approximate d² against every row again, and every
+    row that may be the nearest is computed exactly.
     """
     amax = pa.csq.max().double()
     slack = gamma * (amax + pb.csq.double())
@@ -400,14 +425,24 @@ def _resolve_nearest(pa: PreparedFeatures, pb: PreparedFeatures, m1: torch.Tenso
     idx = arg.long().clone()
     cols = torch.arange(len(pb), device=idx.device)
     dist = _exact_dist(pa, idx, pb, cols)
-    redo = torch.nonzero(~sure).flatten().tolist()
-    rows_all = torch.arange(len(pa), device=idx.device)
-    for j in redo:
-        row = _exact_dist(pa, rows_all, pb, torch.full((len(pa),), j, device=idx.device, dtype=torch.long))
-        best = torch.min(row, dim=0)
-        # the lowest index among exact ties (torch.min may return any of them)
-        first = int(torch.nonzero(row == best.values).flatten()[0])
-        dist[j], idx[j] = row[first], first
+    redo = torch.nonzero(~sure).flatten()
+    if len(redo):
+        # Columns the bound cannot tell: their approximate d² against every row again (a product of
+        # len(redo) columns only), every row that may be the nearest recomputed exactly.
+        with ieee_float32_matmul():
+            d2 = torch.addmm(pb.csq[redo][None, :], pa.c32, pb.c32[redo].T, beta=1.0, alpha=-2.0)
+        d2.add_(pa.csq[:, None])
+        # the nearest row's exact d² is at most m1 + b1, so a row whose approximate value (within
+        # its own bound, at most b1 + slack here) is above m1 + 2·(b1 + slack) cannot be it
+        cut = m1[redo].double() + 2 * (b1[redo] + slack[redo])
+        ii, jj = torch.nonzero(d2.double() <= cut[None, :], as_tuple=True)  # every column keeps its best
+        ex = _exact_dist(pa, ii, pb, redo[jj])
+        best = torch.full((len(redo),), float("inf"), dtype=torch.float32, device=ex.device)
+        best.scatter_reduce_(0, jj, ex, reduce="amin")
+        # the lowest row index among exact ties (rows come in increasing order per column)
+        first = torch.full((len(redo),), len(pa), dtype=torch.long, device=ex.device)
+        first.scatter_reduce_(0, jj, torch.where(ex == best[jj], ii, len(pa)), reduce="amin")
+        dist[redo], idx[redo] = best, first
     return dist, idx, len(redo)
 
 

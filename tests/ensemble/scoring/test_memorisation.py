@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from prdc.prdc import compute_pairwise_distance
 
-from ensemble.scoring.knn import compare_sets, knn_radii, nearest_neighbours
+from ensemble.scoring.knn import compare_sets, knn_radii, knn_radii_many, nearest_neighbours
 from ensemble.scoring.memorisation import (
     MEMORISATION_COLUMNS,
     byte_copies,
@@ -66,6 +66,22 @@ def test_nearest_distances_equal_brute_force(kernel, block_elems):
     plain = compare_sets(a, b, radii_a=knn_radii(a, 5), need=("rows_a",), kernel=kernel,
                          block_elems=block_elems)
     assert plain.count_a == st.count_a and np.array_equal(plain.rows_a, st.rows_a)
+
+
+@pytest.mark.parametrize("block_elems", [None, 700])
+def test_knn_radii_many_equals_one_k_at_a_time(block_elems):
+    """The audit's 1-NN radii come from the real radii's pass: each k as knn_radii gives it alone."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((300, 12)).astype(np.float32)
+    x[200:230] = x[:30]  # duplicates: radii of 0 and wide bands
+    many = knn_radii_many(x, (5, 1, 3), block_elems=block_elems)
+    assert sorted(many) == [1, 3, 5]
+    for k, r in many.items():
+        np.testing.assert_array_equal(r, knn_radii(x, k, block_elems=block_elems))
+    d = np.sort(compute_pairwise_distance(x), axis=1)
+    np.testing.assert_array_equal(many[1][30:200], d[30:200, 1])
+    with pytest.raises(ValueError, match="ks is empty"):
+        knn_radii_many(x, ())
 
 
 def test_nearest_neighbours_function_and_one_row():
