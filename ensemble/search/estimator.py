@@ -251,6 +251,10 @@ def _without_memorising(tables, exclude: bool):
                          "them with held-out real data (ScoreTables.from_features(..., holdout=...), "
                          "score_catalog(..., holdout_images=...) or `gan-ensemble score --holdout val`)")
     flagged = list(tables.flagged)
+    if tables.n_generators - len(flagged) < 2:
+        raise ValueError(f"the memorisation audit flags {len(flagged)} of the {tables.n_generators} "
+                         f"generators ({', '.join(flagged)}); fewer than 2 are left to search. Look at "
+                         "the audit (tables.memorisation) or search without exclude_memorising")
     if flagged:
         log.info("leaving out %d generator(s) the memorisation audit flags: %s", len(flagged),
                  ", ".join(flagged))

@@ -170,3 +170,16 @@ def test_byte_copies():
     imgs[3] = train[17]
     assert byte_copies(train, imgs).tolist() == [i == 3 for i in range(10)]
     assert not byte_copies(train, imgs.astype(np.int16)).any()
+
+
+def test_regenerated_samples_are_the_scored_ones(toy_zoo, pneumonia_small):
+    """The figure and byte copies draw the scored samples again: the same images, so the same features."""
+    from ensemble.features import Embedder, compute_features
+    from ensemble.scoring.memorisation import regenerate_scored_samples
+
+    emb = Embedder("test_resnet", weights="random", image_size=32, device="cpu")
+    real = pneumonia_small.images[:40]
+    fs = compute_features(toy_zoo, real, emb, n_samples=12, seed=7, cache=False, progress=False)
+    for name in fs.names[:2]:
+        images = regenerate_scored_samples(toy_zoo, name, 12, 7, device="cpu")
+        np.testing.assert_array_equal(emb.embed(images, progress=False), fs.fake[name])

@@ -48,6 +48,12 @@ def test_exclusion_needs_an_audit():
     assert "memorisation" not in EnsembleSearch(algorithm="exhaustive").fit(t).select().meta
 
 
+def test_exclusion_leaving_fewer_than_two(audited):
+    two = audited.subset(["g0", "copy"])
+    with pytest.raises(ValueError, match="fewer than 2 are left"):
+        EnsembleSearch(exclude_memorising=True).fit(two)
+
+
 def test_cli_exclude_memorising(audited, tmp_path, capsys):
     path = audited.save(tmp_path / "tables.npz")
     assert main(["search", "--tables", str(path), "--out", str(tmp_path / "s"), "--algorithm",
