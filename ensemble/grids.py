@@ -1,7 +1,9 @@
 """Sample grids: many small images tiled into one picture (a PNG) for a quick look at a generator.
 
 With ``labels``, each class starts a new row (classes in increasing order), so a class-conditional
-generator's classes can be compared at a glance.
+generator's classes can be compared at a glance. :func:`nearest_neighbour_grid` puts generated
+samples above their nearest real training images (the memorisation audit's figure: the reader
+sees what "close" means in the embedding).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from zoo.arrays import check_images
 from zoo.io import atomic_write
 
-__all__ = ["image_grid", "save_grid"]
+__all__ = ["image_grid", "save_grid", "nearest_neighbour_grid"]
 
 
 
@@ -74,3 +76,25 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int | None = No
     grid = image_grid(images, nrow=nrow, labels=labels, **kwargs)
     img = Image.fromarray(grid)  # uint8 (H, W) -> "L", (H, W, 3) -> "RGB"
     return atomic_write(path, lambda tmp: img.save(tmp, format=fmt))
+
+
+def nearest_neighbour_grid(samples: np.ndarray, neighbours: np.ndarray, nrow: int = 8) -> np.ndarray:
+    """Images for a grid of ``nrow`` per row: each row of samples above a row of their neighbours.
+
+    ``samples[i]`` and ``neighbours[i]`` (its nearest real training image) end up in one column;
+    pass the result to :func:`save_grid` with the same ``nrow``.
+    """
+    samples, neighbours = check_images(samples), check_images(neighbours)
+    if samples.shape != neighbours.shape:
+        raise ValueError(f"samples {samples.shape} and neighbours {neighbours.shape} must have one shape: "
+                         "one neighbour per sample")
+    if isinstance(nrow, bool) or not isinstance(nrow, (int, np.integer)) or nrow < 1:
+        raise ValueError(f"nrow (pairs per row) must be a positive integer, got {nrow!r}")
+    parts = []
+    for lo in range(0, len(samples), nrow):
+        s, r = samples[lo:lo + nrow], neighbours[lo:lo + nrow]
+        if len(s) < nrow:  # a short last row: pad with blank tiles so neighbours stay below
+            pad = np.zeros((nrow - len(s), *samples.shape[1:]), np.uint8)
+            s, r = np.concatenate([s, pad]), np.concatenate([r, pad])
+        parts += [s, r]
+    return np.concatenate(parts) if parts else samples

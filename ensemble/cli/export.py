@@ -54,9 +54,11 @@ def run(args: argparse.Namespace) -> int:
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     samples = sample_ensemble(ensemble, catalog, n_per_class=n, seed=export_seed(args.seed),
                               device=args.device)
+    meta = {"zoo": str(catalog.zoo_dir), "selected": str(args.selected), "root_seed": args.seed}
+    if ensemble.meta.get("memorisation"):  # the audit of G*'s members, from the score tables
+        meta["memorisation"] = ensemble.meta["memorisation"]
     out = export_dataset(samples, args.out, formats=formats, overwrite=args.overwrite, flag=args.flag,
-                         meta={"zoo": str(catalog.zoo_dir), "selected": str(args.selected),
-                               "root_seed": args.seed})
+                         meta=meta)
     counts = ", ".join(f"{c}: {k}" for c, k in zip(samples.class_names, samples.class_counts(), strict=True))
     print(f"wrote {len(samples)} images from {len(ensemble.members)} generators ({counts}) to {out}")
     return {"out": str(out), "n_images": len(samples), "members": list(ensemble.members),

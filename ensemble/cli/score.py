@@ -17,6 +17,9 @@ give the same tables as the pipeline.
 
 ``--objectives a,b`` names the objectives the tables are for: when none needs the generator-pair
 table (e.g. ``class-intra-d,coverage-overlap``), the P² pair products are skipped.
+``--holdout val`` (the default) also audits memorisation: the real validation split is the
+reference of the per-generator audit (``tables.memorisation``; ``--holdout none`` skips it, as
+does a dataset without a validation split).
 
 ``--backend dask --scheduler tcp://HOST:8786`` runs the sampling/embedding of each generator and
 the blocks of generator pairs on a Dask cluster (``--n-jobs N``: N local processes instead); the
@@ -73,6 +76,15 @@ def _run(args: argparse.Namespace) -> int:
     train_images, train_labels = ds.images, ds.labels
     if args.subset is not None:  # as the pipeline does with n_real (a larger N shuffles)
         ds = ds.subset(args.subset, seed=real_subset_seed(args.seed))
+    holdout = None
+    if args.holdout != "none":
+        try:
+            holdout = load_dataset(args.dataset, split=args.holdout, root=args.data_root).images
+        except (ValueError, FileNotFoundError, KeyError) as exc:
+            print(f"no memorisation audit: no {args.holdout} split of {args.dataset} ({exc})")
+        if holdout is not None and holdout.shape == train_images.shape and (holdout == train_images).all():
+            print(f"no memorisation audit: {args.dataset} has no separate {args.holdout} split")
+            holdout = None
     embedder = Embedder(backbone=args.backbone, weights=args.weights, image_size=args.image_size,
                         channels=args.channels, device=args.device, batch_size=args.batch_size,
                         seed=embedder_seed(args.seed), epochs=args.epochs, cache_dir=args.cache_dir)
@@ -93,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         tables = score_catalog(
             catalog, ds.images, embedder, n_samples=args.n_samples, k=args.k, seed=score_seed(args.seed),
             cache_dir=args.cache_dir, per_class=args.per_class, real_labels=ds.labels, names=names,
-            class_names=ds.class_names, backend=backend, pairwise=pairwise,
+            class_names=ds.class_names, backend=backend, pairwise=pairwise, holdout_images=holdout,
         )
     tables.meta.update({"dataset": ds.name, "zoo": str(catalog.zoo_dir)})
     tables.save(out)
@@ -114,6 +126,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.top > 0:
         summary = tables.summary().head(args.top)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if tables.memorisation is not None:
+        print(f"memorisation audit against {tables.memorisation.attrs['n_holdout']} held-out "
+              f"{args.holdout} images: {len(tables.flagged)} generator(s) flagged"
+              + (f" ({', '.join(tables.flagged)})" if tables.flagged else ""))
     print(f"wrote {out}")
     return {"tables": str(out), "n_generators": len(tables.names), "n_real": int(tables.n_real),
             "k": int(tables.k), "seconds": round(elapsed, 3),
@@ -152,6 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="objectives the tables are for (comma-separated); the generator-pair table "
                         "is built only when one of them needs it (default intra-d,inter-d)")
     p.add_argument("--per-class", action="store_true", help="also build per-class score tables")
+    p.add_argument("--holdout", choices=("val", "test", "none"), default="val",
+                   help="real split of the memorisation audit's reference (default val; none: no audit)")
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default $GAN_ENSEMBLE_CACHE, else the user cache dir)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -99,14 +99,18 @@ def _run(args: argparse.Namespace) -> int:
         min_size=args.min_size, max_size=args.max_size, crossover=args.crossover,
         mutation_prob=args.mutation_prob, init_density=args.init_density, n_evals=args.n_evals,
         progress=sys.stderr.isatty(), objectives=objectives, keep_degenerate=args.keep_degenerate,
+        exclude_memorising=args.exclude_memorising,
     ).fit(tables)
+    if search.memorising_excluded_:
+        print(f"left out {len(search.memorising_excluded_)} generator(s) the memorisation audit flags: "
+              f"{', '.join(search.memorising_excluded_)}")
     if rule_needs_context(args.rule):
         rule_params["context"] = _validation_context(args, search, rule_params.get("k", 8))
     selected = search.select(args.rule, **rule_params)
     selected.meta["root_seed"] = args.seed
     paths = save_search_outputs(search, args.out, selected, evaluated=not args.no_evaluated)
-    if search.excluded_:
-        print(f"left out as degenerate: {', '.join(search.excluded_)} (--keep-degenerate keeps them)")
+    if search.degenerate_excluded_:
+        print(f"left out as degenerate: {', '.join(search.degenerate_excluded_)} (--keep-degenerate keeps them)")
     if selected.note:
         print(f"note: {selected.note}")
     print(f"front: {len(search.front_)} ensembles from {search.n_evals_:,} evaluations "
@@ -156,6 +160,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--keep-degenerate", action="store_true",
                    help="also search generators the tables flag as degenerate (collapsed, no coverage)")
     p.add_argument("--no-evaluated", action="store_true", help="skip evaluated.csv (every evaluated ensemble)")
+    p.add_argument("--exclude-memorising", action="store_true",
+                   help="leave out the generators the memorisation audit flags (tables scored "
+                        "with --holdout val)")
     g = p.add_argument_group("validated rule", "a brief downstream check of front candidates on the real "
                              "validation split (--rule validated)")
     g.add_argument("--k", type=int, default=None, help="validated: candidates along the front (rule default 8)")

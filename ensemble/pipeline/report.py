@@ -30,6 +30,31 @@ def _budget(cfg) -> str:
     return text
 
 
+def _memorisation_lines(tables, selected, out: Path) -> list[str]:
+    """The memorisation audit of G*'s members (and every flagged generator), if the tables hold one."""
+    mem = getattr(tables, "memorisation", None)
+    if mem is None:
+        return []
+    a = mem.attrs
+    cols = ["n_samples", "exact_copies", "n_close", "copy_rate", "holdout_rate", "p_value", "flagged"]
+    lines = ["", "## Memorisation audit", "",
+             f"Each sample's nearest real training image in the embedding; a sample is *close* when it is "
+             f"nearer to that image than the image is to its own nearest other training image "
+             f"(authenticity, Alaa et al. 2022). Reference: {a.get('n_holdout')} held-out real "
+             f"validation images, close rate {mem['holdout_rate'].iloc[0]:.4f}. A member is flagged "
+             f"when a one-sided exact binomial test at level {a.get('alpha')} finds its close rate above "
+             f"the reference's one-sided Clopper-Pearson upper bound ({mem['reference_rate'].iloc[0]:.4f}). "
+             "A clean audit is not a privacy guarantee (docs/method.md).", "",
+             "Members of G\\*:", "", markdown_table(mem.loc[list(selected.members), cols].reset_index(),
+                                                   floatfmt=".4f")]
+    flagged = list(tables.flagged)
+    lines += ["", f"Flagged generators in the zoo: {', '.join(f'`{n}`' for n in flagged) if flagged else 'none'}."]
+    if (out / "figures" / "nearest.png").exists():
+        lines += ["", "Each member's samples closest to a real training image (rows of samples above "
+                  "their nearest real image): ![nearest](figures/nearest.png)"]
+    return lines
+
+
 def write_report(res, tables, search, selected) -> Path:
     """``report.md`` beside the figures: what each stage produced and how long it took."""
     from ensemble.version import __version__
@@ -94,6 +119,7 @@ def write_report(res, tables, search, selected) -> Path:
     rules_path = out / "rules.csv"
     if rules_path.exists():
         lines += ["", "Selection rules compared on the same front:", "", markdown_table(pd.read_csv(rules_path), floatfmt=".4f")]
+    lines += _memorisation_lines(tables, selected, out)
     lines += ["", "Real images for comparison: ![real](figures/real.png)", "",
               "## Exported dataset", "",
               f"`dataset/` holds the ImageFolder tree (`train/<class>/*.png`), "

@@ -126,7 +126,7 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
     tables_path = out / "tables.npz"
     score_key = cfg.digest("dataset", "families", "variants", "iterations", "snapshots", "batch_size",
                            "backbone", "weights", "image_size", "channels", "n_samples", "n_real",
-                           "k", "seed")
+                           "k", "seed") + ":memorisation"  # tables carry the audit (issue 16)
     objectives = resolve_objectives(cfg.objectives)
     pairwise = any(o.needs_pairwise for o in objectives)
     with _stage(res, timer, "score") as st:
@@ -144,7 +144,8 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
             tables = ScoreTables.compute(catalog, score_ds.images, embedder, n_samples=cfg.n_samples,
                                          k=cfg.k, seed=seeds.score_seed(cfg.seed),
                                          cache_dir=out / "cache", progress=progress, backend=backend,
-                                         real_labels=score_ds.labels, pairwise=pairwise)
+                                         real_labels=score_ds.labels, pairwise=pairwise,
+                                         holdout_images=val_ds.images)
             tables.meta.update({"dataset": cfg.dataset, "zoo": str(zoo_dir), "pipeline_key": score_key})
             tables.save(tables_path)
     res.paths["tables"] = tables_path
@@ -170,10 +171,12 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
         samples = sample_ensemble(selected, catalog, n_per_class=n_pc,
                                   seed=seeds.export_seed(cfg.seed), device=cfg.device,
                                   class_names=train_ds.class_names)
+        audit = _audit_members(cfg, tables, catalog, score_ds.images, selected.members, samples,
+                               figs / "nearest.png")
         export_dataset(samples, out / "dataset", overwrite=True, flag=cfg.dataset,
                        meta={"selected": selected.to_dict(), "root_seed": cfg.seed,
                              "backbone": cfg.backbone, "weights": cfg.weights, "k": cfg.k,
-                             "dataset": cfg.dataset})
+                             "dataset": cfg.dataset, "memorisation": audit})
         member_dir = figs / "members"
         member_dir.mkdir(exist_ok=True)
         for name in selected.members:
@@ -183,6 +186,8 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
                       member_dir / f"{safe_file_name(name)}.png", nrow=8)
         save_grid(train_ds.subset(64, seed=0).images, figs / "real.png", nrow=8)
     res.paths["dataset"] = out / "dataset"
+    if audit:
+        res.paths["nearest"] = figs / "nearest.png"
 
     if cfg.downstream:
         with _stage(res, timer, "downstream") as st:
@@ -202,6 +207,34 @@ def _rule_context(cfg: PipelineConfig, catalog, train_ds, val_ds) -> dict:
     return {"context": ValidationContext(catalog, train_ds, val_ds, model=cfg.downstream_model,
                                          n_per_class=cfg.n_per_class, class_weight=cfg.class_weight,
                                          threshold=cfg.threshold, seed=cfg.seed, device=cfg.device)}
+
+
+def _audit_members(cfg: PipelineConfig, tables, catalog, real_images: np.ndarray, members: list[str],
+                   samples, path: Path, n_show: int = 8) -> dict:
+    """G*'s memorisation audit for meta.json, with byte-identical copies, and the neighbour figure.
+
+    The scored samples of each member are drawn again (same seeds, same images): its ``n_show``
+    samples closest to a real training image go above that image in ``path``. Byte copies are
+    counted among those scored samples and among the member's exported images. {} without an audit.
+    """
+    from ensemble.grids import nearest_neighbour_grid, save_grid
+    from ensemble.scoring.memorisation import byte_copies, regenerate_scored_samples
+
+    audit = tables.memorisation_of(members)
+    if not audit:
+        return {}
+    tiles = []
+    exported = samples.provenance["name"].to_numpy()
+    for name in members:
+        dist, index = tables.nearest(name)
+        images = regenerate_scored_samples(catalog, name, len(dist), seeds.score_seed(cfg.seed),
+                                           device=cfg.device)
+        audit[name]["byte_copies"] = int(byte_copies(real_images, images).sum())
+        audit[name]["exported_byte_copies"] = int(byte_copies(real_images, samples.images[exported == name]).sum())
+        show = np.argsort(dist, kind="stable")[:n_show]
+        tiles.append(nearest_neighbour_grid(images[show], real_images[index[show]], nrow=n_show))
+    save_grid(np.concatenate(tiles), path, nrow=n_show)
+    return audit
 
 
 def _compare_rules(search) -> pd.DataFrame:

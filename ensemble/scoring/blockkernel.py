@@ -44,7 +44,10 @@ _SOURCE = r"""
    in_r_b[i] = #{j: d2 < lo_c[j]}.  Column counters accumulate (the caller zeroes them).
    Band pairs (lo <= d2 <= hi: the bound cannot decide them) are listed per side in
    (band_i, band_j), at most cap of them; n_band[side] counts them all, so a count above cap tells
-   the caller that the list is incomplete. */
+   the caller that the list is incomplete.  Nearest row per column (NB, the memorisation audit):
+   nn_m1[j] = the smallest d2 of column j so far, nn_arg[j] its row (row0 + i; the first on
+   ties), nn_m2[j] the second smallest (ties included); they accumulate over blocks (the caller
+   starts them at +inf). */
 static inline __attribute__((always_inline)) void work(
     const float *restrict g, int64_t rows, int64_t cols, const float *restrict asq,
     const float *restrict lo_r, const float *restrict hi_r,
@@ -52,7 +55,8 @@ static inline __attribute__((always_inline)) void work(
     int32_t *restrict in_r, int32_t *restrict may_r, int32_t *restrict in_c_a,
     int32_t *restrict in_c, int32_t *restrict may_c, int32_t *restrict in_r_b,
     int32_t *restrict band_i, int32_t *restrict band_j, int64_t cap, int64_t *restrict n_band,
-    const int A, const int CA, const int B, const int RB)
+    float *restrict nn_m1, float *restrict nn_m2, int32_t *restrict nn_arg, int64_t row0,
+    const int A, const int CA, const int B, const int RB, const int NB)
 {
     int64_t na = 0, nb = 0;
     for (int64_t i = 0; i < rows; ++i) {
@@ -74,6 +78,15 @@ static inline __attribute__((always_inline)) void work(
                 may_c[j] += w;
                 rb += y;
                 rbm += w;
+            }
+            if (NB) {  /* rarely taken once the minima settle: predictable branches */
+                if (v < nn_m1[j]) {
+                    nn_m2[j] = nn_m1[j];
+                    nn_m1[j] = v;
+                    nn_arg[j] = (int32_t)(row0 + i);
+                } else if (v < nn_m2[j]) {
+                    nn_m2[j] = v;
+                }
             }
         }
         if (A) {
@@ -104,20 +117,24 @@ static inline __attribute__((always_inline)) void work(
     n_band[1] = nb;
 }
 
-#define VARIANT(A, CA, B, RB) \
-    case (A) | (CA) << 1 | (B) << 2 | (RB) << 3: \
+#define VARIANT(A, CA, B, RB, NB) \
+    case (A) | (CA) << 1 | (B) << 2 | (RB) << 3 | (NB) << 4: \
         work(g, rows, cols, asq, lo_r, hi_r, lo_c, hi_c, in_r, may_r, in_c_a, in_c, may_c, in_r_b, \
-             band_i, band_j, cap, n_band, A, CA, B, RB); return 0;
+             band_i, band_j, cap, n_band, nn_m1, nn_m2, nn_arg, row0, A, CA, B, RB, NB); return 0;
 
 int ge_block_counts(const float *g, int64_t rows, int64_t cols, const float *asq,
                     const float *lo_r, const float *hi_r, const float *lo_c, const float *hi_c,
                     int32_t *in_r, int32_t *may_r, int32_t *in_c_a,
                     int32_t *in_c, int32_t *may_c, int32_t *in_r_b,
-                    int32_t *band_i, int32_t *band_j, int64_t cap, int64_t *n_band, int flags)
+                    int32_t *band_i, int32_t *band_j, int64_t cap, int64_t *n_band,
+                    float *nn_m1, float *nn_m2, int32_t *nn_arg, int64_t row0, int flags)
 {
     switch (flags) {
-        VARIANT(1, 0, 0, 0) VARIANT(1, 1, 0, 0) VARIANT(0, 0, 1, 0) VARIANT(0, 0, 1, 1)
-        VARIANT(1, 0, 1, 0) VARIANT(1, 1, 1, 0) VARIANT(1, 0, 1, 1) VARIANT(1, 1, 1, 1)
+        VARIANT(1, 0, 0, 0, 0) VARIANT(1, 1, 0, 0, 0) VARIANT(0, 0, 1, 0, 0) VARIANT(0, 0, 1, 1, 0)
+        VARIANT(1, 0, 1, 0, 0) VARIANT(1, 1, 1, 0, 0) VARIANT(1, 0, 1, 1, 0) VARIANT(1, 1, 1, 1, 0)
+        VARIANT(1, 0, 0, 0, 1) VARIANT(1, 1, 0, 0, 1) VARIANT(0, 0, 1, 0, 1) VARIANT(0, 0, 1, 1, 1)
+        VARIANT(1, 0, 1, 0, 1) VARIANT(1, 1, 1, 0, 1) VARIANT(1, 0, 1, 1, 1) VARIANT(1, 1, 1, 1, 1)
+        VARIANT(0, 0, 0, 0, 1)
     }
     return 1;  /* a combination without a side, or with an extra of an absent side */
 }
@@ -194,7 +211,7 @@ def load():
     fn = lib.ge_block_counts
     fn.restype = ctypes.c_int
     fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, *[ctypes.c_void_p] * 13, ctypes.c_int64,
-                   ctypes.c_void_p, ctypes.c_int]
+                   ctypes.c_void_p, *[ctypes.c_void_p] * 3, ctypes.c_int64, ctypes.c_int]
     _lib = fn
     return _lib
 
@@ -205,12 +222,16 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 def block_counts(fn, g: torch.Tensor, a_sq: torch.Tensor, lo_r, hi_r, lo_c, hi_c, *,
                  side_a: bool, cols_a: bool, side_b: bool, rows_b: bool,
-                 band_cap: int = 1 << 16) -> dict[str, torch.Tensor]:
+                 band_cap: int = 1 << 16, nearest: tuple | None = None,
+                 row0: int = 0) -> dict[str, torch.Tensor]:
     """Run the kernel ``fn`` (from :func:`load`) on one block.
 
     Returns the int32 counters by name, and per present side ``band_a``/``band_b``: the (row,
     column) int64 indices of the pairs inside the error band, or None when there were more than
-    ``band_cap`` of them (the caller then finds them another way).
+    ``band_cap`` of them (the caller then finds them another way). ``nearest``: running
+    ``(m1, m2, arg)`` per column (float32, float32, int32; updated in place): the smallest and
+    second smallest approximate d² of each column and the row (``row0`` + block row) of the
+    smallest, for the memorisation audit.
     """
     rows, cols = g.shape
     for name, t in (("g", g), ("a_sq", a_sq), ("lo_r", lo_r), ("hi_r", hi_r), ("lo_c", lo_c), ("hi_c", hi_c)):
@@ -223,13 +244,21 @@ def block_counts(fn, g: torch.Tensor, a_sq: torch.Tensor, lo_r, hi_r, lo_c, hi_c
     band_i = torch.empty(2 * band_cap, dtype=torch.int32)
     band_j = torch.empty(2 * band_cap, dtype=torch.int32)
     n_band = torch.zeros(2, dtype=torch.int64)
-    flags = int(side_a) | int(cols_a) << 1 | int(side_b) << 2 | int(rows_b) << 3
+    if nearest is not None:
+        for t, dt in zip(nearest, (torch.float32, torch.float32, torch.int32), strict=True):
+            if t.dtype != dt or t.device.type != "cpu" or not t.is_contiguous() or t.shape != (cols,):
+                raise ValueError("block kernel nearest buffers must be contiguous CPU (m1 float32, "
+                                 "m2 float32, arg int32) of one entry per column")
+    nn = nearest if nearest is not None else (None, None, None)
+    flags = (int(side_a) | int(cols_a) << 1 | int(side_b) << 2 | int(rows_b) << 3
+             | int(nearest is not None) << 4)
     err = fn(g.data_ptr(), rows, cols, a_sq.data_ptr(), _ptr(lo_r), _ptr(hi_r), _ptr(lo_c), _ptr(hi_c),
              *(_ptr(out[k]) for k in ("in_r", "may_r", "in_c_a", "in_c", "may_c", "in_r_b")),
-             band_i.data_ptr(), band_j.data_ptr(), band_cap, n_band.data_ptr(), flags)
+             band_i.data_ptr(), band_j.data_ptr(), band_cap, n_band.data_ptr(),
+             *(_ptr(t) for t in nn), int(row0), flags)
     if err:
         raise ValueError(f"block kernel: unsupported combination side_a={side_a}, cols_a={cols_a}, "
-                         f"side_b={side_b}, rows_b={rows_b}")
+                         f"side_b={side_b}, rows_b={rows_b}, nearest={nearest is not None}")
     res = {k: v for k, v in out.items() if v is not None}
     for s, on, off in (("a", side_a, 0), ("b", side_b, band_cap)):
         if on:

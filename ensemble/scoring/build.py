@@ -2,7 +2,9 @@
 
 :func:`score_features` makes one pass per generator against the real set (its count in the real
 k-NN balls, the real points it covers, its own k-NN radii) and one per generator pair (d in both
-directions) for Inter-d. The passes are tasks (:func:`score_generator_task`,
+directions) for Inter-d. With held-out real features (``holdout``), the per-generator pass also
+finds every sample's nearest real image for the memorisation audit
+(:mod:`ensemble.scoring.memorisation`), in the same pass over the distance blocks. The passes are tasks (:func:`score_generator_task`,
 :func:`score_pair_block_task` over tiles of pairs from :func:`pair_blocks`) on an
 :mod:`ensemble.parallel` backend: by default ``LocalBackend(n_jobs=1)`` in this process, else
 worker processes or a Dask cluster. It is the one code path, and the tables are identical
@@ -32,8 +34,10 @@ from ensemble.scoring.knn import (
     compare_sets,
     d_score,
     knn_radii,
+    knn_radii_many,
     prepare_features,
 )
+from ensemble.scoring.memorisation import ALPHA, close_flags, memorisation_table
 
 __all__ = [
     "feature_fields",
@@ -41,6 +45,7 @@ __all__ = [
     "score_generator_task",
     "score_pair_block_task",
     "pair_blocks",
+    "embed_holdout",
 ]
 
 log = logging.getLogger(__name__)
@@ -51,7 +56,8 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
                    real_radii: np.ndarray | None = None, meta: dict | None = None,
                    device: str = "auto", progress: bool = True, backend: Any = None,
                    real_labels: np.ndarray | None = None,
-                   fake_labels: Mapping[str, np.ndarray] | None = None) -> dict:
+                   fake_labels: Mapping[str, np.ndarray] | None = None,
+                   holdout: np.ndarray | None = None, alpha: float = ALPHA) -> dict:
     """The fields of score tables from embeddings: one pass per generator, one per generator pair.
 
     Returns the keyword arguments of :class:`~ensemble.scoring.tables.ScoreTables` (this module
@@ -70,6 +76,8 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
     ``class_n_fake`` (C, P), ``class_hits`` (N, P), ``real_labels``). Every generator is also
     checked for degeneracy (:mod:`ensemble.scoring.degenerate`): ``degenerate`` (P,) and
     ``meta["degenerate"]`` ``{name: reason}``.
+    ``holdout``: held-out real features (e.g. the validation split, ``(n_h, D)``): adds the
+    memorisation audit (fields ``memorisation``, ``nn_dist``, ``nn_index``; level ``alpha``).
     """
     if inter_mode not in ("symmetric", "first-name"):
         raise ValueError(f"unknown inter_mode {inter_mode!r}; use one of symmetric, first-name")
@@ -89,17 +97,31 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
         if pairwise and len(f) < k + 1:
             raise ValueError(f"generator {n!r} has {len(f)} samples; Inter-d needs at least k+1 = {k + 1}")
         fakes[n] = f
+    audit = holdout is not None
+    if audit:
+        holdout = check_features(holdout, "held-out real features", min_rows=1)
+        if holdout.shape[1] != real.shape[1]:
+            raise ValueError(f"held-out real features have dimension {holdout.shape[1]} but real have "
+                             f"{real.shape[1]}; embed them with the same backbone")
     p = len(names)
     pr = prepare_features(real, device=device, name="real features")
-    radii = knn_radii(pr, k) if real_radii is None else np.asarray(real_radii, np.float32)
+    nn1 = None  # each real image's distance to its nearest other one (the audit), with the radii
+    if real_radii is not None:
+        radii = np.asarray(real_radii, np.float32)
+    elif audit:
+        both = knn_radii_many(pr, (k, 1))
+        radii, nn1 = both[k], both[1]
+    else:
+        radii = knn_radii(pr, k)
     counts = np.zeros(p, np.int64)
     n_fake = np.array([len(fakes[n]) for n in names], np.int64)
     hits = np.zeros((len(real), p), bool)
     directed = np.full((p, p), np.nan)
+    nearest: list | None = [None] * p if audit else None
     with using_backend(backend) as b:
         _fill_tables(b, real, radii, pr.center.cpu().numpy(), [fakes[n] for n in names], names,
                      k=k, pairwise=pairwise, device=device, progress=progress, counts=counts,
-                     hits=hits, directed=directed)
+                     hits=hits, directed=directed, nearest=nearest)
         class_fields = None
         if real_labels is not None or fake_labels is not None:
             class_fields = _class_fields(b, real, real_labels, fakes, fake_labels, names, k=k,
@@ -118,6 +140,8 @@ def feature_fields(real_features: np.ndarray, fake_features: dict[str, np.ndarra
                degenerate=np.array([bool(reasons[n]) for n in names], bool))
     if class_fields is not None:
         out.update(class_fields)
+    if audit:
+        out.update(_audit_fields(pr, holdout, names, nearest, alpha, nn1))
     return out
 
 
@@ -171,13 +195,28 @@ def _class_fields(backend: Backend, real: np.ndarray, real_labels: np.ndarray | 
     return dict(real_labels=y.astype(np.int64), class_counts=class_counts, class_n_fake=class_n_fake,
                 class_hits=class_hits)
 
+def _audit_fields(pr: PreparedFeatures, holdout: np.ndarray, names: list[str], nearest: list,
+                  alpha: float, nn1: np.ndarray | None) -> dict:
+    """The memorisation fields from every generator's nearest real images and the held-out pass."""
+    if nn1 is None:
+        nn1 = knn_radii(pr, 1, name="real features")  # each training image's nearest other one
+    st = compare_sets(pr, holdout, nearest_b=True)
+    ref = {"close": close_flags(st.nn_dist_b, st.nn_index_b, nn1), "copies": st.nn_copy_b,
+           "nn_dist": st.nn_dist_b}
+    members = [{"close": close_flags(dist, idx, nn1), "copies": copy, "nn_dist": dist}
+               for dist, idx, copy in nearest]
+    return {"memorisation": memorisation_table(names, members, ref, alpha=alpha),
+            "nn_dist": np.concatenate([m[0] for m in nearest]).astype(np.float32),
+            "nn_index": np.concatenate([m[1] for m in nearest]).astype(np.int64)}
+
 
 def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
                   n_samples: int | None = None, k: int = 5, seed: int = 0,
                   cache_dir: str | os.PathLike | None = None, per_class: bool = False,
                   real_labels: np.ndarray | None = None, names: list[str] | None = None,
                   inter_mode: str = "symmetric", class_names: list[str] | None = None,
-                  backend: Any = None, progress: bool = True, pairwise: bool = True) -> dict:
+                  backend: Any = None, progress: bool = True, pairwise: bool = True,
+                  holdout_images: np.ndarray | None = None, alpha: float = ALPHA) -> dict:
     """Sample every catalog generator, embed (cached by content), and compute the tables' fields.
 
     ``n_samples=None`` takes as many samples per generator as there are real images (the
@@ -187,6 +226,8 @@ def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     ``real_labels`` the tables also hold the per-class fields of class-intra-d (the samples'
     labels are the ones each generator was sampled with); ``pairwise=False`` skips the P² pair
     products (no Inter-d).
+    ``holdout_images``: held-out real images (the validation split), embedded (cached) and used
+    as the reference of the memorisation audit (the overall tables only).
     """
     if per_class and real_labels is None:
         raise ValueError("per_class=True needs real_labels (the class of each real image)")
@@ -198,10 +239,15 @@ def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
         meta.update({"k": k, "seed": seed})
         labels = fs.real_labels if fs.real_labels is not None else real_labels
         with_labels = labels is not None and not per_class  # per_class: taken from by_class below
+        holdout = None
+        if holdout_images is not None:
+            holdout = embed_holdout(holdout_images, embedder, cache_dir)
+            meta["n_holdout"] = len(holdout)
         tables = feature_fields(fs.real, fs.fake, k=k, inter_mode=inter_mode, meta=meta,
                                 device=getattr(embedder, "device", "auto"), progress=progress,
                                 backend=b, pairwise=pairwise, real_labels=labels if with_labels else None,
-                                fake_labels=fs.fake_labels if with_labels else None)
+                                fake_labels=fs.fake_labels if with_labels else None,
+                                holdout=holdout, alpha=alpha)
         if per_class:
             labels = np.asarray(fs.real_labels if fs.real_labels is not None else real_labels)
             classes = sorted(set(labels.tolist()))
@@ -224,15 +270,34 @@ def catalog_fields(catalog: Any, real_images: np.ndarray, embedder: Any, *,
     return tables
 
 
+def embed_holdout(images: np.ndarray, embedder: Any, cache_dir: str | os.PathLike | None) -> np.ndarray:
+    """Features of held-out real images, cached like the real ones (under a hash of the bytes)."""
+    from ensemble.data import validate_images
+    from ensemble.features.cache import hash_arrays
+
+    images = validate_images(images, "holdout_images")
+    store = FeatureCache(cache_dir)
+    key = store.key(kind="holdout", images=hash_arrays(images), **embedder.cache_key_parts())
+    hit = store.get(key)
+    if hit is not None and hit.shape[0] == len(images) and hit.dtype == np.float32:
+        return hit
+    feats = embedder.embed(images, progress=False)
+    store.put(key, feats, {"kind": "holdout", "n": len(images)})
+    return feats
+
+
 # --------------------------------------------------------------------------- the passes
 
 
 def _score_generator(pr: PreparedFeatures, radii: np.ndarray, pf: PreparedFeatures, *, k: int,
-                     name: str, pairwise: bool) -> tuple[int, np.ndarray, np.ndarray | None]:
-    """One generator against real: (count in real balls, real points covered, own k-NN radii)."""
-    st = compare_sets(pr, pf, radii_a=radii, need=("rows_a",))
+                     name: str, pairwise: bool, audit: bool = False) -> tuple:
+    """One generator against real: (count in real balls, real points covered, own k-NN radii,
+    nearest real images or None). ``audit``: also (distance, index, copy flag) of every sample's
+    nearest real image, from the same pass."""
+    st = compare_sets(pr, pf, radii_a=radii, need=("rows_a",), nearest_b=audit)
     fr = knn_radii(pf, k, name=f"samples of {name!r}") if pairwise else None
-    return st.count_a, st.rows_a, fr
+    nearest = (st.nn_dist_b, st.nn_index_b, st.nn_copy_b) if audit else None
+    return st.count_a, st.rows_a, fr, nearest
 
 
 def _score_pair(pg: PreparedFeatures, ph: PreparedFeatures, rg: np.ndarray, rh: np.ndarray,
@@ -282,14 +347,15 @@ def pair_blocks(p: int, n_workers: int = 1) -> list[list[tuple[int, int]]]:
     return sorted(blocks, key=len, reverse=True)  # stable: equal sizes keep their order
 
 
-def score_generator_task(item: Mapping[str, Any]) -> tuple[int, np.ndarray, np.ndarray | None]:
-    """One generator against the real set: (count, hits (N,), the generator's k-NN radii or None)."""
+def score_generator_task(item: Mapping[str, Any]) -> tuple:
+    """One generator against the real set: (count, hits (N,), the generator's k-NN radii or None,
+    its samples' nearest real images ``(dist, index, copy)`` or None; ``item["audit"]`` asks)."""
     pr = prepare_features(item["real"], center=item["center"], device=item["device"],
                           name="real features")
     pf = prepare_features(item["fake"], center=pr.center, device=pr.c32.device, name=item["name"])
-    count, hits, fr = _score_generator(pr, item["radii"], pf, k=item["k"], name=item["name"],
-                                       pairwise=item["pairwise"])
-    return int(count), np.asarray(hits, bool), fr
+    count, hits, fr, nearest = _score_generator(pr, item["radii"], pf, k=item["k"], name=item["name"],
+                                                pairwise=item["pairwise"], audit=item.get("audit", False))
+    return int(count), np.asarray(hits, bool), fr, nearest
 
 
 def score_pair_block_task(item: Mapping[str, Any]) -> list[tuple[int, int, float, float]]:
@@ -312,18 +378,22 @@ def score_pair_block_task(item: Mapping[str, Any]) -> list[tuple[int, int, float
 def _fill_tables(backend: Backend, real: np.ndarray, radii: np.ndarray, center: np.ndarray,
                  fakes: Sequence[np.ndarray], names: Sequence[str], *, k: int, pairwise: bool,
                  device: Any, progress: bool, counts: np.ndarray, hits: np.ndarray,
-                 directed: np.ndarray) -> None:
-    """Fill ``counts``, ``hits`` and ``directed`` (score-table arrays) with tasks on ``backend``."""
+                 directed: np.ndarray, nearest: list | None = None) -> None:
+    """Fill ``counts``, ``hits`` and ``directed`` (score-table arrays) with tasks on ``backend``;
+    ``nearest`` (a list of P Nones), when given, with every generator's nearest real images."""
     p = len(names)
     dev = device if isinstance(device, str) else str(device)
     real_h, radii_h, center_h, *fake_h = backend.scatter([real, radii, center, *fakes])
     items = [{"real": real_h, "radii": radii_h, "center": center_h, "fake": fake_h[g],
-              "name": names[g], "k": k, "pairwise": pairwise, "device": dev} for g in range(p)]
+              "name": names[g], "k": k, "pairwise": pairwise, "device": dev,
+              "audit": nearest is not None} for g in range(p)]
     fradii = []
-    for g, (count, hit, fr) in enumerate(backend.map(score_generator_task, items,
-                                                     desc="score vs real" if progress else None)):
+    for g, (count, hit, fr, nn) in enumerate(backend.map(score_generator_task, items,
+                                                         desc="score vs real" if progress else None)):
         counts[g], hits[:, g] = count, hit
         fradii.append(fr)
+        if nearest is not None:
+            nearest[g] = nn
     if not pairwise:
         return
     n_fake = [len(f) for f in fakes]

@@ -15,6 +15,12 @@ carries a rigorous rounding-error bound; only pairs whose comparison the bound c
 the float32 top-(k+1+margin) candidates, recomputed exactly and checked against the bound. On a
 CPU the comparisons of each block run in one pass of a small C kernel (:mod:`ensemble.scoring.blockkernel`)
 instead of ~10 torch passes, which puts the score tables near the cost of the bare matrix products.
+
+The same pass can also find, for every point of B, its nearest point of A (``compare_sets(...,
+nearest_b=True)``; the memorisation audit of :mod:`ensemble.scoring.memorisation`): each block
+keeps the smallest and second smallest approximate d² per column; where the bound separates the
+two, the nearest row is certain and only its exact (prdc-style float32) distance is computed; the
+rare columns it cannot separate are recomputed exactly against all of A.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from zoo.device import resolve_device
 __all__ = [
     "check_features",
     "knn_radii",
+    "knn_radii_many",
     "density_coverage",
     "d_score",
     "compare_sets",
@@ -42,6 +49,7 @@ __all__ = [
     "ieee_float32_matmul",
     "check_k",
     "rows_per_block",
+    "nearest_neighbours",
 ]
 
 _U32 = 2.0**-24  # unit round-off of float32
@@ -216,13 +224,29 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
     Equals prdc's ``compute_nearest_neighbour_distances``: the (k+1)-th smallest value of each row
     of the set's own distance matrix (the zero self-distance is the first). Returns float32 (n,).
     """
-    check_k(k)
+    return knn_radii_many(x, (k,), device=device, block_elems=block_elems, name=name)[k]
+
+
+def knn_radii_many(x: np.ndarray | PreparedFeatures, ks: tuple[int, ...], *,
+                   device: str | torch.device = "auto", block_elems: int | None = None,
+                   name: str = "real features") -> dict[int, np.ndarray]:
+    """:func:`knn_radii` for several ``ks`` from one pass over the distance blocks: ``{k: radii}``.
+
+    Each k's radii are those :func:`knn_radii` gives alone (the candidates are the float32
+    top-(max k + 1 + margin), and each k is decided in its own error band).
+    """
+    ks = tuple(dict.fromkeys(ks))
+    if not ks:
+        raise ValueError("ks is empty; pass at least one k")
+    for k in ks:
+        check_k(k)
     p = _as_prepared(x, None, device, name)
     n = len(p)
-    if n < k + 1:
-        raise ValueError(f"{name} has {n} points; k-NN radii with k={k} need at least k+1 = {k + 1}")
-    m = min(n, k + 1 + _EXTRA_CANDIDATES)
-    radii = torch.empty(n, dtype=torch.float32, device=p.c32.device)
+    kmax = max(ks)
+    if n < kmax + 1:
+        raise ValueError(f"{name} has {n} points; k-NN radii with k={kmax} need at least k+1 = {kmax + 1}")
+    m = min(n, kmax + 1 + _EXTRA_CANDIDATES)
+    radii = {k: torch.empty(n, dtype=torch.float32, device=p.c32.device) for k in ks}
     bmax = p.csq.max().double()
     step = rows_per_block(n, block_elems)
     buf = torch.empty(min(step, n) * n, dtype=torch.float32, device=p.c32.device)
@@ -231,28 +255,35 @@ def knn_radii(x: np.ndarray | PreparedFeatures, k: int = 5, *, device: str | tor
         d2 = _approx_d2(p, lo, hi, p, out=buf)
         vals, idx = torch.topk(d2, m, dim=1, largest=False, sorted=True)
         del d2
-        # With |approx − exact| <= b, the (k+1)-th exact value lies in [v_k − b, v_k + b]: candidates
-        # below v_k − 2b surely rank before it, those above v_k + 2b surely after. Only the band
-        # between is recomputed exactly; the k-th sits at rank k − #below inside it.
         v = vals.double()
-        vk = v[:, k:k + 1]
-        b = (_gamma(p.dim) * (p.csq[lo:hi].double() + bmax))[:, None] + vk.abs() * (8 * _U32)
-        below = v < vk - 2 * b
-        band = ~below & (v <= vk + 2 * b)
-        rank = k - below.sum(1)
-        rr, cc = torch.nonzero(band, as_tuple=True)
-        ex = torch.full((hi - lo, m), float("inf"), dtype=torch.float32, device=v.device)
-        ex[rr, cc] = _exact_dist(p, rr + lo, p, idx[rr, cc])
-        kth = ex.sort(dim=1).values.gather(1, rank[:, None]).squeeze(1)
-        if m < n:
-            # A band reaching the last candidate means points beyond the candidates might belong
-            # in it: recompute those rows in full (rare).
-            for r in torch.nonzero(band[:, -1]).flatten().tolist():
-                i = torch.full((n,), lo + r, device=idx.device, dtype=torch.long)
-                row = _exact_dist(p, i, p, torch.arange(n, device=idx.device))
-                kth[r] = torch.kthvalue(row.cpu(), k + 1).values.to(kth.device)
-        radii[lo:hi] = kth
-    return radii.cpu().numpy()
+        for k in ks:
+            radii[k][lo:hi] = _kth_from_candidates(p, lo, hi, v, idx, k, m, n, bmax)
+    return {k: r.cpu().numpy() for k, r in radii.items()}
+
+
+def _kth_from_candidates(p: PreparedFeatures, lo: int, hi: int, v: torch.Tensor, idx: torch.Tensor,
+                         k: int, m: int, n: int, bmax: torch.Tensor) -> torch.Tensor:
+    """The exact (k+1)-th smallest distance of rows lo:hi from their top-m float32 candidates."""
+    # With |approx − exact| <= b, the (k+1)-th exact value lies in [v_k − b, v_k + b]: candidates
+    # below v_k − 2b surely rank before it, those above v_k + 2b surely after. Only the band
+    # between is recomputed exactly; the k-th sits at rank k − #below inside it.
+    vk = v[:, k:k + 1]
+    b = (_gamma(p.dim) * (p.csq[lo:hi].double() + bmax))[:, None] + vk.abs() * (8 * _U32)
+    below = v < vk - 2 * b
+    band = ~below & (v <= vk + 2 * b)
+    rank = k - below.sum(1)
+    rr, cc = torch.nonzero(band, as_tuple=True)
+    ex = torch.full((hi - lo, m), float("inf"), dtype=torch.float32, device=v.device)
+    ex[rr, cc] = _exact_dist(p, rr + lo, p, idx[rr, cc])
+    kth = ex.sort(dim=1).values.gather(1, rank[:, None]).squeeze(1)
+    if m < n:
+        # A band reaching the last candidate means points beyond the candidates might belong
+        # in it: recompute those rows in full (rare).
+        for r in torch.nonzero(band[:, -1]).flatten().tolist():
+            i = torch.full((n,), lo + r, device=idx.device, dtype=torch.long)
+            row = _exact_dist(p, i, p, torch.arange(n, device=idx.device))
+            kth[r] = torch.kthvalue(row.cpu(), k + 1).values.to(kth.device)
+    return kth
 
 
 @dataclass
@@ -273,6 +304,10 @@ class PairStats:
     rows_b: np.ndarray | None = None
     cols_b: np.ndarray | None = None
     n_exact: int = 0  # pairs the error bound could not decide, recomputed exactly
+    nn_dist_b: np.ndarray | None = None  # (n_b,) float32: exact distance of b_j to its nearest a_i
+    nn_index_b: np.ndarray | None = None  # (n_b,) int64: that i (the lowest on exact ties)
+    nn_copy_b: np.ndarray | None = None  # (n_b,) bool: b_j's features equal those of a_nn (a copy)
+    n_nn_exact: int = 0  # columns whose nearest row the bound could not tell, recomputed in full
 
 
 def _bands(radius: torch.Tensor, own_sq: torch.Tensor, other_max_sq: torch.Tensor, gamma: float):
@@ -313,7 +348,8 @@ def _torch_side(d2, lo, hi, axis: int, other: bool) -> dict:
             "other": ins.any(1 - axis) if other else None, "band": None}
 
 
-def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, lo_c, hi_c) -> tuple[dict, bool]:
+def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, lo_c, hi_c,
+                nearest: tuple | None = None, row0: int = 0) -> tuple[dict, bool]:
     """Reduce one block: ({side: outputs}, whether ``g`` still holds g rather than d²).
 
     Per side ("a", "b"): ``count`` of sure-inside pairs, ``main`` flags of the rows (A) or
@@ -321,7 +357,8 @@ def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, l
     pairs, ``other``: the other axis' sure-inside flags (when ``flags`` ask), ``band``: the
     undecided pairs' (row, column) indices when known (else None: search the ``unsure`` slices).
     ``fn`` is the C kernel (``g`` is left as it is) or None: torch ops, which turn ``g`` into d²
-    in place (no second block in memory).
+    in place (no second block in memory). ``nearest``: the running per-column ``(m1, m2, arg)``
+    of :func:`_update_nearest`, updated in place (rows of this block start at ``row0``).
     """
     side_a, cols_a, side_b, rows_b = flags
     if fn is not None:
@@ -329,7 +366,8 @@ def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, l
 
         c = block_counts(fn, g, a_sq, lo_r if side_a else None, hi_r if side_a else None,
                          lo_c if side_b else None, hi_c if side_b else None,
-                         side_a=side_a, cols_a=cols_a, side_b=side_b, rows_b=rows_b)
+                         side_a=side_a, cols_a=cols_a, side_b=side_b, rows_b=rows_b,
+                         nearest=nearest, row0=row0)
         out = {}
         if side_a:
             out["a"] = {"count": int(c["in_r"].sum(dtype=torch.int64)), "main": c["in_r"] > 0,
@@ -346,12 +384,71 @@ def _block_sums(flags: tuple[bool, bool, bool, bool], fn, g, a_sq, lo_r, hi_r, l
         out["a"] = _torch_side(d2, lo_r[:, None], hi_r[:, None], 1, cols_a)
     if side_b:
         out["b"] = _torch_side(d2, lo_c[None, :], hi_c[None, :], 0, rows_b)
+    if nearest is not None:
+        _update_nearest(nearest, d2, row0)
     return out, False
+
+
+def _update_nearest(nearest: tuple, d2: torch.Tensor, row0: int) -> None:
+    """Fold one block of approximate d² into the running per-column (m1, m2, arg), in place.
+
+    The same values as the C kernel: m1/arg the smallest value and its first row, m2 the second
+    smallest (a tie with m1 included), so the exact pass decides the same columns either way.
+    """
+    m1, m2, arg = nearest
+    if d2.shape[0] >= 2:
+        v, i = torch.topk(d2, 2, dim=0, largest=False, sorted=True)
+        b1, b2, bi = v[0], v[1], i[0]
+    else:
+        b1, bi = d2[0], torch.zeros(d2.shape[1], dtype=torch.long, device=d2.device)
+        b2 = torch.full_like(b1, float("inf"))
+    new = b1 < m1
+    m2.copy_(torch.where(new, torch.minimum(m1, b2), torch.minimum(m2, b1)))
+    arg.copy_(torch.where(new, (bi + row0).to(arg.dtype), arg))
+    m1.copy_(torch.where(new, b1, m1))
+
+
+def _resolve_nearest(pa: PreparedFeatures, pb: PreparedFeatures, m1: torch.Tensor, m2: torch.Tensor,
+                     arg: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Exact nearest distances from the running (m1, m2, arg): (dist, index, columns redone).
+
+    With every approximate d² within b of its exact value, a column whose runner-up (m2 − b) sits
+    above its best (m1 + b) has its nearest row for certain: only that pair is computed exactly.
+    Other columns (exact or near ties) get their approximate d² against every row again, and every
+    row that may be the nearest is computed exactly.
+    """
+    amax = pa.csq.max().double()
+    slack = gamma * (amax + pb.csq.double())
+    b1 = slack + m1.double().abs() * (8 * _U32)
+    b2 = slack + m2.double().abs() * (8 * _U32)
+    sure = (m2.double() - b2) > (m1.double() + b1)  # an infinite m2 (one row of A) is sure
+    idx = arg.long().clone()
+    cols = torch.arange(len(pb), device=idx.device)
+    dist = _exact_dist(pa, idx, pb, cols)
+    redo = torch.nonzero(~sure).flatten()
+    if len(redo):
+        # Columns the bound cannot tell: their approximate d² against every row again (a product of
+        # len(redo) columns only), every row that may be the nearest recomputed exactly.
+        with ieee_float32_matmul():
+            d2 = torch.addmm(pb.csq[redo][None, :], pa.c32, pb.c32[redo].T, beta=1.0, alpha=-2.0)
+        d2.add_(pa.csq[:, None])
+        # the nearest row's exact d² is at most m1 + b1, so a row whose approximate value (within
+        # its own bound, at most b1 + slack here) is above m1 + 2·(b1 + slack) cannot be it
+        cut = m1[redo].double() + 2 * (b1[redo] + slack[redo])
+        ii, jj = torch.nonzero(d2.double() <= cut[None, :], as_tuple=True)  # every column keeps its best
+        ex = _exact_dist(pa, ii, pb, redo[jj])
+        best = torch.full((len(redo),), float("inf"), dtype=torch.float32, device=ex.device)
+        best.scatter_reduce_(0, jj, ex, reduce="amin")
+        # the lowest row index among exact ties (rows come in increasing order per column)
+        first = torch.full((len(redo),), len(pa), dtype=torch.long, device=ex.device)
+        first.scatter_reduce_(0, jj, torch.where(ex == best[jj], ii, len(pa)), reduce="amin")
+        dist[redo], idx[redo] = best, first
+    return dist, idx, len(redo)
 
 
 def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device = "auto",
                  block_elems: int | None = None, need: tuple[str, ...] | None = None,
-                 kernel: bool | None = None) -> PairStats:
+                 kernel: bool | None = None, nearest_b: bool = False) -> PairStats:
     """Count and flag the pairs of A × B that fall inside A's and/or B's k-NN balls.
 
     ``a``/``b`` are feature arrays or :class:`PreparedFeatures` (sharing one centre). One pass over
@@ -360,10 +457,14 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
     skipping unused ones saves work on each block. ``kernel`` forces (True) or forbids (False) the
     one-pass C block kernel (:mod:`ensemble.scoring.blockkernel`); by default it is used on the CPU for
     calls of at least ~1M distances. Results are identical either way.
+
+    ``nearest_b=True`` also finds, in the same pass, every point of B's nearest point of A:
+    ``nn_dist_b`` (exact, prdc-style float32), ``nn_index_b`` and ``nn_copy_b`` (identical
+    features); then the radii may both be None (the nearest neighbours alone).
     """
     need = set(need) if need is not None else {"rows_a", "cols_a", "rows_b", "cols_b"}
-    if radii_a is None and radii_b is None:
-        raise ValueError("compare_sets needs radii_a, radii_b or both")
+    if radii_a is None and radii_b is None and not nearest_b:
+        raise ValueError("compare_sets needs radii_a, radii_b or both (or nearest_b=True)")
     pa = _as_prepared(a, None, device, "features A")
     pb = _as_prepared(b, pa.center, pa.c32.device, "features B")
     if pa.dim != pb.dim:
@@ -388,13 +489,18 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
         rb = _radii_tensor(radii_b, nb, "radii_b", dev)
         lo_b, hi_b = _bands(rb, pb.csq, pa.csq.max(), gamma)
     n_exact = 0
+    nearest = None
+    if nearest_b:
+        nearest = (torch.full((nb,), float("inf"), dtype=torch.float32, device=dev),
+                   torch.full((nb,), float("inf"), dtype=torch.float32, device=dev),
+                   torch.zeros(nb, dtype=torch.int32, device=dev))
     step = rows_per_block(nb, block_elems)
     buf = torch.empty(min(step, na) * nb, dtype=torch.float32, device=dev)
     for lo in range(0, na, step):
         hi = min(na, lo + step)
         g = _gram_part(pa, lo, hi, pb, out=buf)  # |b_j|² − 2 a_i·b_j; d² = g + |a_i|²
         a_sq = pa.csq[lo:hi]
-        sums, g_kept = _block_sums(flags, fn, g, a_sq, lo_a[lo:hi], hi_a[lo:hi], lo_b, hi_b)
+        sums, g_kept = _block_sums(flags, fn, g, a_sq, lo_a[lo:hi], hi_a[lo:hi], lo_b, hi_b, nearest, lo)
         for s, r in sums.items():
             count[s] += r["count"]
             if s == "a":  # A's radii are per row: the row counts decide rows_a
@@ -438,6 +544,11 @@ def compare_sets(a, b, *, radii_a=None, radii_b=None, device: str | torch.device
             cols[s][jj[yes]] = True
         del g
     out = PairStats(n_a=na, n_b=nb, n_exact=n_exact)
+    if nearest is not None:
+        dist, idx, out.n_nn_exact = _resolve_nearest(pa, pb, *nearest, gamma)
+        out.nn_dist_b = dist.cpu().numpy()
+        out.nn_index_b = idx.cpu().numpy()
+        out.nn_copy_b = (pa.x32[idx] == pb.x32).all(1).cpu().numpy()
     for s, on in (("a", side_a), ("b", side_b)):
         if not on:
             continue
@@ -454,6 +565,17 @@ def _radii_tensor(r, n: int, name: str, dev) -> torch.Tensor:
     if not np.isfinite(r).all():
         raise ValueError(f"{name} contains NaN or inf")
     return torch.from_numpy(r).to(dev)
+
+
+def nearest_neighbours(a, b, *, device: str | torch.device = "auto", block_elems: int | None = None,
+                       kernel: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """For every point of ``b``: (exact distance to its nearest point of ``a``, that point's index).
+
+    Distances are prdc's float32 ones (float64 squared distance → float32 → sqrt), found in one
+    blocked pass (see :func:`compare_sets`, ``nearest_b=True``); the lowest index wins exact ties.
+    """
+    st = compare_sets(a, b, device=device, block_elems=block_elems, kernel=kernel, nearest_b=True)
+    return st.nn_dist_b, st.nn_index_b
 
 
 def check_k(k: int) -> None:

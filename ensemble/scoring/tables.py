@@ -11,6 +11,9 @@ against the class-c real points and their own k-NN radii within class c), from w
 :meth:`ScoreTables.class_intra_d` and :meth:`ScoreTables.coverage_overlap` are exact. Generators
 whose samples collapsed or that cover almost no real point are flagged (``degenerate``, with the
 reasons in ``meta["degenerate"]``; see :mod:`ensemble.scoring.degenerate`).
+With held-out real features the tables also hold the memorisation audit
+(:mod:`ensemble.scoring.memorisation`): ``memorisation``, one row per generator, and every
+sample's nearest real image (``nn_dist``/``nn_index``, generators one after the other).
 
 This module holds the tables (fields, the objectives ``intra_d``/``inter_d``, subsets, the
 ``.npz`` file) and the two ways to make them, :func:`score_features` (from embeddings) and
@@ -30,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ensemble.scoring.knn import d_score
+from ensemble.scoring.memorisation import ALPHA, MEMORISATION_COLUMNS
 from zoo.io import atomic_write, read_npz
 
 __all__ = ["ScoreTables", "INTER_MODES", "FORMAT", "score_features", "score_catalog"]
@@ -58,6 +62,10 @@ class ScoreTables:
     within class c, classes in ascending label order); ``class_hits[i, g]`` = real point i is
     covered by the samples g generated for i's class. ``degenerate[g]``: g is flagged as
     degenerate (reasons in ``meta["degenerate"]``).
+    ``memorisation``: the audit
+    (a DataFrame indexed by name, :data:`~ensemble.scoring.memorisation.MEMORISATION_COLUMNS`)
+    or None when no held-out data was given; ``nn_dist``/``nn_index``: every sample's exact
+    distance to its nearest real image and that image's index, generators in ``names`` order.
     """
 
     names: list[str]
@@ -78,6 +86,9 @@ class ScoreTables:
     class_n_fake: np.ndarray | None = None
     class_hits: np.ndarray | None = None
     degenerate: np.ndarray | None = None
+    memorisation: object = None  # pandas DataFrame or None (kept untyped: no pandas at import)
+    nn_dist: np.ndarray | None = None
+    nn_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.names = [str(n) for n in self.names]
@@ -124,6 +135,15 @@ class ScoreTables:
             ]:
                 if arr.shape != shape:
                     raise ValueError(f"score tables field {name} has shape {arr.shape}, expected {shape}")
+        if self.memorisation is not None:
+            if list(self.memorisation.index) != self.names:
+                raise ValueError("score tables memorisation rows must be the generators, in order")
+            n_total = int(self.n_fake.sum())
+            for name in ("nn_dist", "nn_index"):
+                arr = getattr(self, name)
+                if arr is not None and np.shape(arr) != (n_total,):
+                    raise ValueError(f"score tables field {name} has shape {np.shape(arr)}, expected "
+                                     f"({n_total},): one entry per generated sample")
         self._hits_f = None
         self._w = None
         self._class_hits_f = None
@@ -261,6 +281,38 @@ class ScoreTables:
             out = np.where(s >= 2, total / (s * (s - 1)), np.nan)
         return out[0] if single else out
 
+    # ------------------------------------------------------------------ memorisation
+    @property
+    def flagged(self) -> list[str]:
+        """Generators the memorisation audit flags (empty without an audit)."""
+        if self.memorisation is None:
+            return []
+        return [n for n, f in zip(self.names, self.memorisation["flagged"], strict=True) if f]
+
+    def nearest(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, index) of each sample of ``name``'s nearest real image, from the audit."""
+        if self.nn_index is None:
+            raise ValueError("these score tables hold no memorisation audit; score them with "
+                             "held-out real data (holdout=... / holdout_images=...)")
+        self.mask_of([name])  # unknown names raise, listing known ones
+        g = self.names.index(name)
+        lo = int(self.n_fake[:g].sum())
+        hi = lo + int(self.n_fake[g])
+        return self.nn_dist[lo:hi], self.nn_index[lo:hi]
+
+    def memorisation_of(self, names) -> dict[str, dict]:
+        """The audit rows of ``names`` as JSON-able dicts (for selected.json / meta.json); {} without."""
+        if self.memorisation is None:
+            return {}
+        self.mask_of(names)
+        out = {}
+        for n in names:
+            row = self.memorisation.loc[n]
+            out[n] = {c: (bool(row[c]) if c == "flagged" else
+                          int(row[c]) if c in ("n_samples", "exact_copies", "n_close") else float(row[c]))
+                      for c in MEMORISATION_COLUMNS}
+        return out
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_fields(cls, fields: dict, *, warn: bool = True) -> ScoreTables:
@@ -284,7 +336,8 @@ class ScoreTables:
                       real_radii: np.ndarray | None = None, meta: dict | None = None,
                       device: str = "auto", progress: bool = True, backend=None,
                       real_labels: np.ndarray | None = None,
-                      fake_labels: dict[str, np.ndarray] | None = None) -> ScoreTables:
+                      fake_labels: dict[str, np.ndarray] | None = None,
+                      holdout: np.ndarray | None = None, alpha: float = ALPHA) -> ScoreTables:
         """Build the tables from embeddings: one pass per generator, one per generator pair.
 
         ``real_features`` float32 ``(N, D)``; ``fake_features`` ``{name: (M_g, D)}``; ``k`` of the
@@ -293,13 +346,15 @@ class ScoreTables:
         backend or its name; default in this process) runs the passes as tasks; the tables do
         not depend on it. ``real_labels`` (N,) with ``fake_labels`` ``{name: (M_g,)}`` (the class
         each sample was generated for) add the per-class fields of class-intra-d.
+        ``holdout``: held-out real features (the validation split) for the
+        memorisation audit (``.memorisation``; test level ``alpha``).
         """
         from ensemble.scoring.build import feature_fields
 
         return cls.from_fields(feature_fields(
             real_features, fake_features, k=k, inter_mode=inter_mode, pairwise=pairwise,
             real_radii=real_radii, meta=meta, device=device, progress=progress, backend=backend,
-            real_labels=real_labels, fake_labels=fake_labels))
+            real_labels=real_labels, fake_labels=fake_labels, holdout=holdout, alpha=alpha))
 
     @classmethod
     def compute(cls, catalog, real_images: np.ndarray, embedder, *, n_samples: int | None = None,
@@ -307,7 +362,8 @@ class ScoreTables:
                 per_class: bool = False, real_labels: np.ndarray | None = None,
                 names: list[str] | None = None, inter_mode: str = "symmetric",
                 class_names: list[str] | None = None, backend=None,
-                progress: bool = True, pairwise: bool = True) -> ScoreTables:
+                progress: bool = True, pairwise: bool = True,
+                holdout_images: np.ndarray | None = None, alpha: float = ALPHA) -> ScoreTables:
         """Sample every catalog generator, embed (cached by content), and build the tables.
 
         ``n_samples=None`` takes as many samples per generator as there are real images (the
@@ -317,6 +373,7 @@ class ScoreTables:
         With ``real_labels`` the tables hold the per-class fields of class-intra-d (the samples'
         labels are those each generator was sampled with). ``pairwise=False`` skips the P² pair
         products: no Inter-d, for objective sets that do not need it.
+        ``holdout_images``: the real validation images, the memorisation audit's reference.
         """
         from ensemble.scoring.build import catalog_fields
 
@@ -324,13 +381,20 @@ class ScoreTables:
             catalog, real_images, embedder, n_samples=n_samples, k=k, seed=seed,
             cache_dir=cache_dir, per_class=per_class, real_labels=real_labels, names=names,
             inter_mode=inter_mode, class_names=class_names, backend=backend, progress=progress,
-            pairwise=pairwise))
+            pairwise=pairwise, holdout_images=holdout_images, alpha=alpha))
 
     # ------------------------------------------------------------------ views
     def subset(self, names: list[str]) -> ScoreTables:
         """Tables restricted to ``names`` (in that order)."""
         self.mask_of(names)  # unknown names raise here, listing known ones
         idx = np.array([self.names.index(n) for n in names], dtype=int)
+        mem = nn_dist = nn_index = None
+        if self.memorisation is not None:
+            mem = self.memorisation.loc[list(names)].copy()
+            mem.attrs = dict(self.memorisation.attrs)
+            if self.nn_index is not None:
+                nn_dist = np.concatenate([self.nearest(n)[0] for n in names])
+                nn_index = np.concatenate([self.nearest(n)[1] for n in names])
         return ScoreTables(
             names=[self.names[i] for i in idx], k=self.k, n_real=self.n_real,
             counts=self.counts[idx], n_fake=self.n_fake[idx], hits=self.hits[:, idx],
@@ -343,6 +407,7 @@ class ScoreTables:
             class_n_fake=None if self.class_n_fake is None else self.class_n_fake[:, idx],
             class_hits=None if self.class_hits is None else self.class_hits[:, idx],
             degenerate=self.degenerate[idx],
+            memorisation=mem, nn_dist=nn_dist, nn_index=nn_index,
         )
 
     def summary(self):
@@ -369,6 +434,15 @@ class ScoreTables:
             out.update({f"{prefix}real_labels": self.real_labels, f"{prefix}class_counts": self.class_counts,
                         f"{prefix}class_n_fake": self.class_n_fake,
                         f"{prefix}class_hits": np.packbits(self.class_hits, axis=0)})
+        if self.memorisation is not None:  # additive: files without these keys load with None
+            mem = self.memorisation
+            out[f"{prefix}memorisation_json"] = np.array(json.dumps(
+                {"columns": list(mem.columns), "attrs": mem.attrs}, sort_keys=True, default=str))
+            for c in mem.columns:
+                out[f"{prefix}memorisation__{c}"] = mem[c].to_numpy()
+            if self.nn_index is not None:
+                out[f"{prefix}nn_dist"] = np.asarray(self.nn_dist, np.float32)
+                out[f"{prefix}nn_index"] = np.asarray(self.nn_index, np.int64)
         for i, t in enumerate(self.by_class.values()):
             out.update(t._arrays(prefix=f"{prefix}class{i}__"))
         return out
@@ -425,10 +499,24 @@ class ScoreTables:
                 hits=np.unpackbits(a[f"{prefix}hits"], axis=0, count=n_real).astype(bool),
                 density=a[f"{prefix}density"], coverage=a[f"{prefix}coverage"], d=a[f"{prefix}d"],
                 pairwise=a[f"{prefix}pairwise"], pairwise_directed=a[f"{prefix}pairwise_directed"],
-                meta=meta.get("meta", {}), degenerate=a.get(f"{prefix}degenerate"), **labelled)
+                meta=meta.get("meta", {}), degenerate=a.get(f"{prefix}degenerate"), **labelled,
+                **cls._memorisation_from_arrays(a, prefix, names))
         for i, c in enumerate(meta.get("classes", [])):
             t.by_class[c] = cls._from_arrays(a, f"{prefix}class{i}__", path)
         return t
+
+    @staticmethod
+    def _memorisation_from_arrays(a: dict, prefix: str, names: list[str]) -> dict:
+        if f"{prefix}memorisation_json" not in a:
+            return {}
+        import pandas as pd
+
+        spec = json.loads(str(a[f"{prefix}memorisation_json"]))
+        mem = pd.DataFrame({c: a[f"{prefix}memorisation__{c}"] for c in spec["columns"]},
+                           index=pd.Index([str(n) for n in names], name="name"))
+        mem.attrs.update(spec.get("attrs") or {})
+        return {"memorisation": mem, "nn_dist": a.get(f"{prefix}nn_dist"),
+                "nn_index": a.get(f"{prefix}nn_index")}
 
     def __repr__(self) -> str:
         return (f"ScoreTables(P={self.n_generators}, n_real={self.n_real}, k={self.k}, "

@@ -73,10 +73,14 @@ class EnsembleSearch(BaseEstimator):
             ``intra_d`` and ``inter_d`` (NaN without a pair table) for reading, and the rules read
             the first objective as fidelity and the second as redundancy.
         keep_degenerate: also search generators the tables flag as degenerate.
+        exclude_memorising: leave out the generators the tables' memorisation audit flags
+            (``tables.flagged``; needs tables scored with held-out real data).
 
     Learned: ``front_``, ``history_``, ``evaluated_``, ``result_``, ``hv_ref_``, ``tables_names_``,
-    ``tables_meta_``, ``n_evals_``, ``max_size_``, ``objectives_`` (names), ``excluded_`` (degenerate
-    generators left out) (and the property ``hypervolume_``).
+    ``tables_meta_``, ``n_evals_``, ``max_size_``, ``objectives_`` (names), ``excluded_`` (every
+    generator left out), ``degenerate_excluded_`` and ``memorising_excluded_`` (why),
+    ``memorisation_`` (the audit rows by name, {} without an audit) (and the property
+    ``hypervolume_``).
 
     Raises:
         ValueError: from ``fit``, for parameters that do not fit the tables (each message says
@@ -93,7 +97,7 @@ class EnsembleSearch(BaseEstimator):
                  mutation_prob: float | None = None, init_density: float | None = None,
                  n_evals: int | None = None, lambdas: tuple[float, ...] | None = None,
                  progress: bool = False, objectives: tuple[str, ...] = DEFAULT_OBJECTIVES,
-                 keep_degenerate: bool = False):
+                 keep_degenerate: bool = False, exclude_memorising: bool = False):
         self.algorithm = algorithm
         self.pop_size = pop_size
         self.n_gen = n_gen
@@ -108,6 +112,7 @@ class EnsembleSearch(BaseEstimator):
         self.progress = progress
         self.objectives = objectives
         self.keep_degenerate = keep_degenerate
+        self.exclude_memorising = exclude_memorising
 
     # ----------------------------------------------------------------- checks
     def _validate(self, tables) -> int:
@@ -170,12 +175,16 @@ class EnsembleSearch(BaseEstimator):
         Returns:
             self, fitted.
         """
-        tables, excluded = self._searched_tables(tables)
+        self.memorisation_ = tables.memorisation_of(tables.names) if hasattr(tables, "memorisation_of") else {}
+        tables, degenerate = self._searched_tables(tables)
+        tables, memorising = _without_memorising(tables, self.exclude_memorising)
         max_size = self._validate(tables)
         run = get_algorithm(self.algorithm)
         objectives = resolve_objectives(self.objectives)
         self.objectives_ = [o.name for o in objectives]
-        self.excluded_ = excluded
+        self.degenerate_excluded_ = list(degenerate)
+        self.memorising_excluded_ = list(memorising)
+        self.excluded_ = [*degenerate, *memorising]
         self.max_size_ = max_size
         self.hv_ref_ = objective_reference(tables, objectives)
         bar = None
@@ -292,11 +301,15 @@ class EnsembleSearch(BaseEstimator):
             "hypervolume": float(self.hypervolume_),
             "hv_ref": self.hv_ref_,
             "objectives": list(self.objectives_),
-            "degenerate_excluded": list(self.excluded_),
+            "degenerate_excluded": list(self.degenerate_excluded_),
         }
         if info and info[0] is not None:  # a rule's record of how it chose (e.g. validated)
             meta["rule_info"] = _jsonable(info[0])
         kept = {k: v for k, v in params.items() if k != "context"}  # the context is data, not a setting
+        if self.memorisation_:  # the audit of G*'s members (exported into the dataset's meta.json)
+            meta["memorisation"] = {m: self.memorisation_[m] for m in r["members"] if m in self.memorisation_}
+        if self.memorising_excluded_:
+            meta["excluded_memorising"] = list(self.memorising_excluded_)
         return Ensemble(members=list(r["members"]), intra_d=float(r["intra_d"]),
                         inter_d=float(r["inter_d"]), rule=rule, rule_params=_jsonable(kept),
                         note=note, meta=meta,
@@ -328,6 +341,26 @@ def _add_published_columns(df: pd.DataFrame, tables, masks) -> None:
             df["inter_d"] = np.where(X.sum(1) == 1, 0.0, batched(tables.inter_d))
         else:
             df["inter_d"] = np.full(len(X), np.nan)
+
+
+def _without_memorising(tables, exclude: bool):
+    """(tables without the generators the memorisation audit flags, their names) when ``exclude``."""
+    if not exclude:
+        return tables, []
+    if getattr(tables, "memorisation", None) is None:
+        raise ValueError("exclude_memorising=True needs score tables with a memorisation audit; score "
+                         "them with held-out real data (ScoreTables.from_features(..., holdout=...), "
+                         "score_catalog(..., holdout_images=...) or `gan-ensemble score --holdout val`)")
+    flagged = list(tables.flagged)
+    if tables.n_generators - len(flagged) < 2:
+        raise ValueError(f"the memorisation audit flags {len(flagged)} of the {tables.n_generators} "
+                         f"generators ({', '.join(flagged)}); fewer than 2 are left to search. Look at "
+                         "the audit (tables.memorisation) or search without exclude_memorising")
+    if flagged:
+        log.info("leaving out %d generator(s) the memorisation audit flags: %s", len(flagged),
+                 ", ".join(flagged))
+        tables = tables.subset([n for n in tables.names if n not in set(flagged)])
+    return tables, flagged
 
 
 def _single_threaded_blas():

@@ -47,6 +47,10 @@ def test_stage_commands_equal_quickstart(tiny_run, data_root, tmp_path):
         for key in ("counts", "n_fake", "hits", "density", "coverage", "d", "pairwise"):
             if key in b.files:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        audit = [key for key in b.files if key.startswith(("memorisation__", "nn_"))]
+        assert audit  # the memorisation audit against the validation split, both ways (issue 16)
+        for key in audit:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
     # search: the same front and G*
     search = tmp_path / "search"
@@ -65,3 +69,8 @@ def test_stage_commands_equal_quickstart(tiny_run, data_root, tmp_path):
           "--n-per-class", str(cfg.n_per_class), "--seed", "0", "--device", "cpu", "--out", str(export)])
     for rel in (f"{cfg.dataset}_synthetic.npz", "manifest.csv", "train/metadata.csv"):
         assert (export / rel).read_bytes() == (run_dir / "dataset" / rel).read_bytes(), rel
+    ours = json.loads((export / "meta.json").read_text())["memorisation"]
+    theirs = json.loads((run_dir / "dataset" / "meta.json").read_text())["memorisation"]
+    assert sorted(ours) == sorted(theirs) == sorted(sel_b["members"])
+    for name, row in ours.items():
+        assert row == {c: theirs[name][c] for c in row}, name

@@ -105,3 +105,29 @@ def test_cli_search_on_label_aware_objectives_of_the_pipeline_tables(tiny_run, t
     front = load_front(tmp_path / "s")
     assert {"class_intra_d", "coverage_overlap"} <= set(front.columns)
     assert load_selected(tmp_path / "s").meta["objectives"] == ["class-intra-d", "coverage-overlap"]
+
+
+def test_pipeline_reports_and_exports_the_memorisation_audit(tiny_run):
+    """Issue 16: the tables carry the audit against the validation split; the report and meta.json
+    carry G*'s; the nearest-neighbour figure is written."""
+    from ensemble.scoring import MEMORISATION_COLUMNS, ScoreTables
+
+    out, res = tiny_run
+    tables = ScoreTables.load(out / "tables.npz")
+    mem = tables.memorisation
+    assert mem is not None and list(mem.index) == tables.names
+    assert (mem["n_samples"] == tables.n_fake).all() and mem.attrs["n_holdout"] > 0
+    meta = json.loads((out / "dataset/meta.json").read_text())
+    audit = meta["memorisation"]
+    assert sorted(audit) == sorted(res.selected.members)
+    for name, row in audit.items():
+        assert set(MEMORISATION_COLUMNS) <= set(row)
+        assert row["exact_copies"] == int(mem.loc[name, "exact_copies"])
+        assert row["flagged"] == bool(mem.loc[name, "flagged"])
+        assert 0 <= row["byte_copies"] <= row["exact_copies"] + row["n_samples"]
+        assert row["exported_byte_copies"] >= 0
+    assert (out / "figures/nearest.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "## Memorisation audit" in report and "figures/nearest.png" in report
+    for name in res.selected.members:
+        assert f"| {name} |" in report

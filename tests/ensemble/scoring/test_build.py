@@ -139,7 +139,8 @@ def test_cli_score_and_zoo_train_take_backend_flags(cluster, toy_zoo, data_root,
         assert main([*common, "--out", str(tmp_path / "b.npz"), "--backend", "dask",
                      "--scheduler", addr]) == 0
         assert f"DaskBackend(scheduler='{addr}'" in capsys.readouterr().out
-        assert len(FeatureCache(tmp_path / "c")) == 5  # written by the workers
+        # the 4 generators (written by the workers), the real and the held-out validation images
+        assert len(FeatureCache(tmp_path / "c")) == 6
         # the default backend on the same (now warm) cache: the same tables
         assert main([*common, "--out", str(tmp_path / "a.npz")]) == 0
     finally:

@@ -20,7 +20,8 @@ def test_clone_get_params_set_params():
     assert params == {"algorithm": "nsga2", "pop_size": 100, "n_gen": 200, "seed": 0, "min_size": 2,
                       "max_size": None, "crossover": "two-point", "mutation_prob": None,
                       "init_density": None, "n_evals": None, "lambdas": None, "progress": False,
-                      "objectives": ("intra-d", "inter-d"), "keep_degenerate": False}
+                      "objectives": ("intra-d", "inter-d"), "keep_degenerate": False,
+                      "exclude_memorising": False}
     assert s.set_params(pop_size=40, crossover="hux") is s
     assert (s.pop_size, s.crossover) == (40, "hux")
     with pytest.raises(ValueError, match="Invalid parameter"):
@@ -40,7 +41,8 @@ def test_fit_returns_self_and_clone_forgets_learned_state(toy):
     assert s.fit(toy[2]) is s
     learned = {k for k in vars(s) if k.endswith("_")}
     assert learned == {"front_", "history_", "evaluated_", "result_", "hv_ref_", "tables_names_",
-                       "tables_meta_", "n_evals_", "max_size_", "objectives_", "excluded_"}
+                       "tables_meta_", "n_evals_", "max_size_", "objectives_", "excluded_",
+                       "degenerate_excluded_", "memorising_excluded_", "memorisation_"}
     c = clone(s)
     assert not any(k.endswith("_") for k in vars(c))
     pd.testing.assert_frame_equal(c.fit(toy[2]).front_, s.front_)
