@@ -256,10 +256,17 @@ def test_search_outputs_and_cli_name_the_objectives(labelled, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- degenerate members
 def _front_only_rules() -> list[str]:
-    """Rules that pick from the front alone (every parameter but the front has a default)."""
+    """Rules that pick from the front alone (every parameter but the front has a default).
+
+    A rule that needs a context (``validated``) picks among front members too: a generator that
+    is on no front point can never be its choice either.
+    """
+    from ensemble.search import get_rule, rule_needs_context
+
     out = []
     for r in list_rules():
-        from ensemble.search import get_rule
+        if rule_needs_context(r):
+            continue
 
         params = list(inspect.signature(get_rule(r)).parameters.values())[1:]
         if all(p.default is not inspect.Parameter.empty or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
@@ -307,6 +314,8 @@ def test_a_healthy_set_has_no_degenerate_member(labelled):
 def test_constant_generator_never_enters_g_star(with_constant, objectives):
     s = EnsembleSearch("exhaustive", objectives=objectives).fit(with_constant)
     assert s.excluded_ == ["black"] and "black" not in s.tables_names_
+    # no front point holds it, so no rule (validated included: it picks among front points) can
+    assert not any("black" in m for m in s.front_["members"])
     rules = _front_only_rules()
     assert {"max-fidelity", "knee", "asf", "smallest-within"} <= set(rules)
     for rule in rules:

@@ -140,7 +140,7 @@ def test_cli_search_validated_never_reads_the_test_split(tmp_path, toy_setup, da
     args = parser.parse_args(base + ["--zoo", str(cat.zoo_dir), "--data-root", str(no_test), "--k", "3",
                                      "--val-steps", "4", "--val-warmup-steps", "2", "--n-per-class", "8",
                                      "--device", "cpu"])
-    assert args.func(args) == 0
+    assert isinstance(args.func(args), dict)  # the command's result (printed by main with --json)
     text = capsys.readouterr().out
     assert text.index("validated: 3 candidates") < text.index("G* (validated)")  # the cost first
     sel = Ensemble.load(out / "selected.json")
