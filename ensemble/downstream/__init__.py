@@ -31,132 +31,25 @@ real training class frequencies (``class_weight="real"``) and choose a binary de
 on the real validation split (``threshold="val"``); the quickstart profiles do.
 """
 
-from ensemble.downstream.arms import (
-    ARM_KINDS,
-    EQUAL_SAMPLES_ARM,
-    Arm,
-    arm_kind,
-    best_single_by_score,
-    best_single_by_validation,
-    build_arms,
-    equal_samples_arm,
-    random_ensembles,
-    sample_singles,
-)
-from ensemble.downstream.metrics import (
-    METRICS,
-    choose_threshold,
-    classification_metrics,
-    evaluate_classifier,
-)
-from ensemble.downstream.models import (
-    CLASSIFIERS,
-    ResNet18Cifar,
-    SmallCNN,
-    create_classifier,
-    get_classifier,
-    list_classifiers,
-    register_classifier,
-)
-from ensemble.downstream.plots import plot_comparison, plot_metric_panels
-from ensemble.downstream.protocol import (
-    JOURNAL_COLUMNS,
-    Journal,
-    add_equal_samples_arm,
-    best_single,
-    compare,
-    compare_groups,
-    group_values,
-    plan_runs,
-    run_journaled,
-    run_protocol,
-    summarize,
-    summarize_groups,
-    train_arm,
-)
-from ensemble.downstream.sources import (
-    SAMPLERS,
-    SampleStore,
-    TrainingSource,
-    as_arrays,
-    as_source,
-    epoch_indices,
-    real_splits,
-    resize_images,
-    slug,
-)
-from ensemble.downstream.statistics import ALPHA, holm, paired_test, verdict
-from ensemble.downstream.training import (
-    TrainedClassifier,
-    class_weights,
-    predict_proba,
-    steps_per_epoch,
-    to_input,
-    train_classifier,
-)
 
-__all__ = [
-    # models
-    "SmallCNN",
-    "ResNet18Cifar",
-    "CLASSIFIERS",
-    "register_classifier",
-    "get_classifier",
-    "list_classifiers",
-    "create_classifier",
-    # sources
-    "SAMPLERS",
-    "TrainingSource",
-    "SampleStore",
-    "as_source",
-    "as_arrays",
-    "epoch_indices",
-    "resize_images",
-    "real_splits",
-    "slug",
-    # training
-    "TrainedClassifier",
-    "train_classifier",
-    "predict_proba",
-    "to_input",
-    "class_weights",
-    "steps_per_epoch",
-    # metrics
-    "METRICS",
-    "classification_metrics",
-    "evaluate_classifier",
-    "choose_threshold",
-    # arms
-    "ARM_KINDS",
-    "Arm",
-    "arm_kind",
-    "build_arms",
-    "random_ensembles",
-    "sample_singles",
-    "best_single_by_score",
-    "best_single_by_validation",
-    "EQUAL_SAMPLES_ARM",
-    "equal_samples_arm",
-    # protocol
-    "run_protocol",
-    "compare",
-    "summarize",
-    "best_single",
-    "add_equal_samples_arm",
-    "JOURNAL_COLUMNS",
-    "Journal",
-    "plan_runs",
-    "train_arm",
-    "run_journaled",
-    "group_values",
-    "summarize_groups",
-    "compare_groups",
-    # statistics
-    "ALPHA",
-    "paired_test",
-    "holm",
-    "verdict",
-    # plots
-    "plot_comparison",
-    "plot_metric_panels",
-]
+# Every public name of the modules below (their ``__all__``), in this order.
+from ensemble.downstream import (
+    arms,
+    metrics,
+    models,
+    plots,
+    protocol,
+    sources,
+    statistics,
+    training,
+)
+from ensemble.downstream.arms import *  # noqa: F403
+from ensemble.downstream.metrics import *  # noqa: F403
+from ensemble.downstream.models import *  # noqa: F403
+from ensemble.downstream.plots import *  # noqa: F403
+from ensemble.downstream.protocol import *  # noqa: F403
+from ensemble.downstream.sources import *  # noqa: F403
+from ensemble.downstream.statistics import *  # noqa: F403
+from ensemble.downstream.training import *  # noqa: F403
+
+__all__ = [name for module in (models, sources, training, metrics, arms, protocol, statistics, plots) for name in module.__all__]

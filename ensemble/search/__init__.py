@@ -17,116 +17,29 @@ Modules: :mod:`~ensemble.search.estimator` (EnsembleSearch), :mod:`~ensemble.sea
 one writer and reader of front.csv, evaluated.csv, history.csv, selected.json).
 """
 
-from ensemble.search.algorithms import (
-    ALGORITHMS,
-    DEFAULT_GREEDY_LAMBDAS,
-    EXHAUSTIVE_MAX_P,
-    get_algorithm,
-    list_algorithms,
-    register_algorithm,
-)
-from ensemble.search.archive import Archive
-from ensemble.search.estimator import EnsembleSearch
-from ensemble.search.indicators import (
-    hv_reference,
-    hypervolume,
-    igd,
-    nondominated,
-    nondominated_nd,
-    normalised_objectives,
-)
-from ensemble.search.objectives import (
-    DEFAULT_OBJECTIVES,
-    OBJECTIVES,
-    Objective,
-    get_objective,
-    list_objectives,
-    register_objective,
-    resolve_objectives,
-)
-from ensemble.search.operators import (
-    CROSSOVERS,
-    ArchiveRecorder,
-    BatchMating,
-    MaskDuplicates,
-    MaskProblem,
-    SizeRepair,
-    SparseSampling,
-    random_masks,
-    size_repair,
-)
-from ensemble.search.outputs import (
-    load_evaluated,
-    load_front,
-    load_history,
-    load_selected,
-    save_search_outputs,
-)
-from ensemble.search.result import Ensemble
-from ensemble.search.rules import (
-    RULES,
-    check_rule_params,
-    get_rule,
-    list_rules,
-    register_rule,
-    rule_needs_context,
-)
-from ensemble.search.validated import (
-    VALIDATION_METRICS,
-    ValidationContext,
-    select_validated,
-    split_halves,
-    validation_candidates,
-    validation_cost,
-)
 
-__all__ = [
-    "EnsembleSearch",
-    "Ensemble",
-    "Archive",
-    "ALGORITHMS",
-    "register_algorithm",
-    "get_algorithm",
-    "list_algorithms",
-    "EXHAUSTIVE_MAX_P",
-    "DEFAULT_GREEDY_LAMBDAS",
-    "OBJECTIVES",
-    "Objective",
-    "DEFAULT_OBJECTIVES",
-    "register_objective",
-    "get_objective",
-    "list_objectives",
-    "resolve_objectives",
-    "RULES",
-    "register_rule",
-    "get_rule",
-    "list_rules",
-    "check_rule_params",
-    "rule_needs_context",
-    "ValidationContext",
-    "VALIDATION_METRICS",
-    "select_validated",
-    "validation_candidates",
-    "validation_cost",
-    "split_halves",
-    "nondominated",
-    "nondominated_nd",
-    "hypervolume",
-    "igd",
-    "hv_reference",
-    "normalised_objectives",
-    "CROSSOVERS",
-    "random_masks",
-    "size_repair",
-    "MaskProblem",
-    "SparseSampling",
-    "SizeRepair",
-    "MaskDuplicates",
-    "BatchMating",
-    "ArchiveRecorder",
-    "save_search_outputs",
-    "load_front",
-    "load_evaluated",
-    "load_history",
-    "load_selected",
-]
+# Every public name of the modules below (their ``__all__``), in this order.
+from ensemble.search import (
+    algorithms,
+    archive,
+    estimator,
+    indicators,
+    objectives,
+    operators,
+    outputs,
+    result,
+    rules,
+    validated,
+)
+from ensemble.search.algorithms import *  # noqa: F403
+from ensemble.search.archive import *  # noqa: F403
+from ensemble.search.estimator import *  # noqa: F403
+from ensemble.search.indicators import *  # noqa: F403
+from ensemble.search.objectives import *  # noqa: F403
+from ensemble.search.operators import *  # noqa: F403
+from ensemble.search.outputs import *  # noqa: F403
+from ensemble.search.result import *  # noqa: F403
+from ensemble.search.rules import *  # noqa: F403
+from ensemble.search.validated import *  # noqa: F403
+
+__all__ = [name for module in (estimator, archive, operators, algorithms, objectives, rules, validated, indicators, result, outputs) for name in module.__all__]

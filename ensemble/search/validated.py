@@ -35,7 +35,7 @@ __all__ = [
     "split_halves",
     "validation_cost",
     "select_validated",
-    "validated",
+    "validated_rule",
     "VALIDATION_METRICS",
 ]
 
@@ -226,8 +226,8 @@ def select_validated(front: pd.DataFrame, context: ValidationContext, k: int = 8
 
 
 @register_rule("validated")
-def validated(front: pd.DataFrame, context: ValidationContext | None = None, k: int = 8
-              ) -> tuple[int, str, dict]:
+def validated_rule(front: pd.DataFrame, context: ValidationContext | None = None, k: int = 8
+                   ) -> tuple[int, str, dict]:
     """Best of ``k`` front candidates by a brief downstream training on real validation data.
 
     Needs ``context`` (a :class:`ValidationContext`: the catalog, the real training and validation
