@@ -42,3 +42,17 @@ def toy_zoo(tmp_path_factory):
     finally:
         sys.path.remove(str(HERE))
     return cat
+
+
+@pytest.fixture
+def toy_catalog(tmp_path, monkeypatch):
+    """A catalog of four toy generators ``toy0@0`` .. ``toy3@0`` (2 classes, 28x28; see
+    ``_synth_toys.py``), for the synthesis and downstream tests."""
+    from zoo.catalog import Catalog
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+    cat = Catalog(tmp_path / "zoo")
+    for s in range(4):
+        cat.register_callable("_synth_toys:make_toy", name=f"toy{s}@0", num_classes=2,
+                              image_shape=(28, 28), dataset="pneumoniamnist", style=s)
+    return cat

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-
-TOYS = Path(__file__).resolve().parents[1]  # tests/ensemble: _synth_toys.py, a callable generator
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,15 +28,3 @@ def pneumonia_test(data_root):
 
     return load_medmnist("pneumoniamnist", split="test", root=data_root, download=False)
 
-
-@pytest.fixture
-def toy_catalog(tmp_path, monkeypatch):
-    """A catalog of four toy generators ``toy0@0`` .. ``toy3@0`` (2 classes, 28x28)."""
-    from zoo.catalog import Catalog
-
-    monkeypatch.syspath_prepend(str(TOYS))
-    cat = Catalog(tmp_path / "zoo")
-    for s in range(4):
-        cat.register_callable("_synth_toys:make_toy", name=f"toy{s}@0", num_classes=2,
-                              image_shape=(28, 28), dataset="pneumoniamnist", style=s)
-    return cat

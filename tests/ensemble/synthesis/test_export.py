@@ -16,21 +16,6 @@ from ensemble.synthesis.export import export_dataset
 from ensemble.synthesis.formats import class_folder_names, list_export_formats
 from ensemble.synthesis.sample import sample_ensemble
 
-HERE = Path(__file__).resolve().parent.parent  # tests/ensemble: _synth_toys.py
-
-
-@pytest.fixture
-def toy_catalog(tmp_path, monkeypatch):
-    from zoo.catalog import Catalog
-
-    monkeypatch.syspath_prepend(str(HERE))
-    cat = Catalog(tmp_path / "zoo")
-    for s in range(3):
-        cat.register_callable("_synth_toys:make_toy", name=f"toy{s}@0", num_classes=2,
-                              image_shape=(28, 28), dataset="pneumoniamnist", style=s)
-    return cat
-
-
 ENS = Ensemble(["toy0@0", "toy2@0"], intra_d=0.75, inter_d=0.25, rule="max-intra",
                meta={"backbone": "resnet18", "weights": "random", "k": 5, "dataset": "pneumoniamnist"})
 
