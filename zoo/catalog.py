@@ -107,14 +107,21 @@ def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "generator"
 
 
-def _callable_digest(source_sha256: str, files: Mapping[str, str]) -> str:
+def _callable_digest(source_sha256: str, files: Mapping[str, str],
+                     kwargs: Mapping[str, Any] | None = None) -> str:
     """A callable's catalog hash: its module source's sha256, combined with the sha256 of each file
-    named in its arguments (``files``: argument name -> sha256); the source hash alone if none."""
-    if not files:
+    named in its arguments (``files``: argument name -> sha256) and with its other arguments
+    (the same factory called with other arguments is another generator, and the hash keys the
+    feature cache); the source hash alone if it takes none. File arguments count by content, not
+    by path, so a zoo that moves keeps its hashes."""
+    rest = {k: v for k, v in (kwargs or {}).items() if k not in files}
+    if not files and not rest:
         return source_sha256
     h = hashlib.sha256(b"gan-ensemble callable v1\n" + source_sha256.encode("ascii") + b"\n")
     for key in sorted(files):
         h.update(f"{key}\0{files[key]}\n".encode())
+    if rest:
+        h.update(b"kwargs\0" + json.dumps(rest, sort_keys=True, separators=(",", ":")).encode())
     return h.hexdigest()
 
 
@@ -422,7 +429,8 @@ class Catalog:
         if kind == "callable":
             parse_ref(rec["path"])
             digest = _callable_digest(sha256_file(ref_source_file(rec["path"])),
-                                      (rec.get("config") or {}).get("files", {}))
+                                      (rec.get("config") or {}).get("files", {}),
+                                      (rec.get("config") or {}).get("kwargs", {}))
             stored_path = rec["path"]
         elif kind == "samples":
             abs_path, stored_path = self._relative(rec["path"], folder_ok=True)
@@ -594,7 +602,9 @@ class Catalog:
                     raise ValueError(f"{label}: file {str(f)!r} (argument {key}) changed since it was "
                                      f"registered (sha256 differs); restore it, or {again}")
             src = ref_source_file(row["path"])
-            if _callable_digest(sha256_file(src), files) != row["sha256"]:
+            source = sha256_file(src)
+            # entries registered before the arguments were hashed carry the older digest
+            if row["sha256"] not in (_callable_digest(source, files, kwargs), _callable_digest(source, files)):
                 raise ValueError(
                     f"{label}: module source {str(src)!r} changed since it was registered (sha256 "
                     f"differs); undo the change, or {again}"

@@ -210,6 +210,8 @@ def build_arms(catalog, ensemble, real_train, *, n_per_class: int | None = None,
     )
 
     members, _ = ensemble_members(ensemble)
+    if hasattr(ensemble, "verify"):
+        ensemble.verify(catalog)  # the members are the generators that were scored (provenance)
     real_x, real_y = as_arrays(real_train, "real_train")
     rows = []
     for m in members:

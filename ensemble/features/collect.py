@@ -320,5 +320,8 @@ def compute_features(catalog: Any, real_images: np.ndarray, embedder: Any, *,
         "per_class": bool(per_class),
         "package_version": __version__,
         "names": list(fake),
+        # provenance: what each scored generator was (its file's hash) and which real images
+        "sha256": {str(r["name"]): str(r["sha256"]) for r in rows},
+        "real_sha256": hash_arrays(real_images),
     }
     return FeatureSet(real=real, real_labels=real_labels, fake=fake, fake_labels=fake_labels, meta=meta)

@@ -284,6 +284,10 @@ class EnsembleSearch(BaseEstimator):
         tm = self.tables_meta_ or {}
         meta = {  # what the tables were made from first (downstream stages read these), then the search
             "dataset": tm.get("dataset"),
+            # provenance: each member's file hash as scored, the zoo and the real images scored against
+            "members_sha256": {m: (tm.get("sha256") or {}).get(m) for m in r["members"]},
+            "zoo": tm.get("zoo"),
+            "real_sha256": tm.get("real_sha256"),
             "k": tm.get("k"),
             "backbone": tm.get("backbone"),
             "weights": tm.get("weights"),

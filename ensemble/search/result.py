@@ -42,6 +42,31 @@ class Ensemble:
         if len(set(self.members)) != len(self.members):
             raise ValueError(f"ensemble members repeat: {self.members}")
 
+    def verify(self, catalog) -> None:
+        """Refuse a member whose catalog entry is not the generator that was scored.
+
+        ``selected.json`` records each member's sha256 as scored (``meta["members_sha256"]``);
+        a zoo retrained or re-registered under the same names has other files, and exporting or
+        evaluating from it would silently use other generators. Older files without the record
+        pass. Raises ``ValueError`` naming the member, both hashes and the fix.
+        """
+        recorded = (self.meta or {}).get("members_sha256") or {}
+        for name in self.members:
+            want = recorded.get(name)
+            if not want:
+                continue
+            try:
+                have = str(catalog.get(name)["sha256"])
+            except KeyError:
+                raise ValueError(f"ensemble member {name!r} is not in the catalog {catalog!r}; pass the zoo "
+                                 "the ensemble was selected from") from None
+            if have != want:
+                raise ValueError(
+                    f"ensemble member {name!r} in {catalog!r} has sha256 {have[:12]}..., but "
+                    f"{want[:12]}... was scored and selected: the zoo changed since the search (retrained "
+                    "or re-registered under the same name). Pass the zoo the ensemble was selected from, "
+                    "or score and search this zoo again")
+
     @property
     def size(self) -> int:
         """Number of members."""

@@ -282,6 +282,8 @@ def sample_ensemble(ensemble, catalog, n_per_class: int | None = None,
     unequally; by default equally. All members must agree on image shape and number of classes.
     """
     members, ens_meta = ensemble_members(ensemble)
+    if hasattr(ensemble, "verify"):
+        ensemble.verify(catalog)  # the members are the generators that were scored (provenance)
     if isinstance(member_weights, Mapping):
         unknown = sorted(set(member_weights) - set(members))
         if unknown:

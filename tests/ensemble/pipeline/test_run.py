@@ -131,3 +131,14 @@ def test_pipeline_reports_and_exports_the_memorisation_audit(tiny_run):
     assert "## Memorisation audit" in report and "figures/nearest.png" in report
     for name in res.selected.members:
         assert f"| {name} |" in report
+
+
+def test_selected_json_records_provenance(tiny_run):
+    """Issue 11: selected.json names each member's file hash as scored, the zoo and the real data."""
+    from zoo.catalog import Catalog
+
+    out, res = tiny_run
+    sel = json.loads((out / "selected.json").read_text())
+    catalog = Catalog(out / "zoo")
+    assert sel["meta"]["members_sha256"] == {m: catalog.get(m)["sha256"] for m in sel["members"]}
+    assert sel["meta"]["zoo"] == str(out / "zoo") and len(sel["meta"]["real_sha256"]) == 64
