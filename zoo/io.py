@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
+import logging
 import os
+import re
+import socket
 import tempfile
 import zipfile
 import zlib
@@ -20,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["sha256_file", "atomic_write", "read_npz", "exclusive_lock"]
+
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -34,16 +40,44 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Remove ``path``'s temporary files left by killed processes of this machine."""
+    prefix = f".{path.name}.{_HOST}."
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(_HOST)}.*.tmp"):
+        pid = tmp.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                log.info("removed %s, left by an interrupted write", tmp)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
 
-    A failure (or a kill) part-way leaves no half-written file at ``path``. A folder that cannot
-    be written (a read-only mount, no permission) raises a PermissionError naming ``path``.
+    A failure (or a kill) part-way leaves no half-written file at ``path``. The temporary file's
+    name records this machine and process; a later write of the same ``path`` removes the ones a
+    killed process left (only this machine's, only dead processes'). A folder that cannot be
+    written (a read-only mount, no permission) raises a PermissionError naming ``path``.
     """
     path = Path(path)
+    tag = f"{_HOST}.{os.getpid()}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _remove_stale_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{tag}-", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise PermissionError(f"cannot write {str(path)!r}: {exc.strerror.lower()}; choose a "

@@ -53,3 +53,27 @@ def test_two_identical_trainings_never_write_at_once(tmp_path, pneumonia_small):
         assert not list((tmp_path / "runs" / "r").glob("G_*.pt")) and len(Catalog(tmp_path)) == 0
     ids = train("dcgan", images, labels, **kwargs)
     assert ids == [1, 2] and train("dcgan", images, labels, **kwargs) == ids
+
+
+def test_atomic_write_removes_temporary_files_of_killed_writers(tmp_path):
+    """Issue 11 item 6: a kill part-way leaves a temporary file; the next write of the same file
+    removes it (this machine's, dead processes' only) and leaves others alone."""
+    import os
+    import subprocess
+    import sys
+
+    from zoo.io import _HOST, atomic_write
+
+    target = tmp_path / "tables.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a process that has exited
+    stale = tmp_path / f".tables.npz.{_HOST}.{dead}-abc123.tmp"
+    live = tmp_path / f".tables.npz.{_HOST}.{os.getppid()}-def456.tmp"  # our parent: alive
+    other_host = tmp_path / ".tables.npz.elsewhere.1-ghi789.tmp"
+    other_file = tmp_path / f".other.npz.{_HOST}.{dead}-jkl012.tmp"
+    for f in (stale, live, other_host, other_file):
+        f.write_bytes(b"half")
+    atomic_write(target, lambda p: p.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole"
+    assert not stale.exists()
+    assert live.exists() and other_host.exists() and other_file.exists()
