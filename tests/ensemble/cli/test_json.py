@@ -55,7 +55,7 @@ def test_every_command_prints_one_json_object(data_root, tmp_path, capsys):
     assert r["n_images"] == 10 and "meta.json" in r["files"]
 
     r = _json(capsys, ["evaluate", "--zoo", zoo, "--selected", sel, *data, "--seeds", "0",
-                       "--epochs", "1", "--n-per-class", "20", "--n-random", "1", "--no-singles",
+                       "--epochs", "1", "--min-steps", "0", "--warmup-steps", "0", "--n-per-class", "20", "--n-random", "1", "--no-singles",
                        "--device", "cpu", "--out", tmp_path / "e", "--json"])
     assert {row["arm"] for row in r["summary"]} >= {"real", "G*"}
 

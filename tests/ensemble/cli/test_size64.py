@@ -59,7 +59,7 @@ def test_stage_commands_at_64_px(root64, tmp_path, monkeypatch, capsys):
              "--out", tmp_path / "x"])
     with np.load(tmp_path / "x" / "pneumoniamnist_synthetic.npz") as z:
         assert z["train_images"].shape == (8, 64, 64)
-    r = run(["evaluate", "--zoo", cat.zoo_dir, "--selected", sel, *data, "--seeds", "0", "--epochs", "1",
+    r = run(["evaluate", "--zoo", cat.zoo_dir, "--selected", sel, *data, "--seeds", "0", "--epochs", "1", "--min-steps", "0", "--warmup-steps", "0",
              "--n-per-class", "10", "--n-random", "1", "--no-singles", "--device", "cpu",
              "--out", tmp_path / "e"])
     assert {row["arm"] for row in r["summary"]} >= {"real", "G*"}
