@@ -20,7 +20,7 @@ quickstart: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(VENV)/bin/gan-ensemble quickstart --dataset pneumoniamnist --data-root $(DATA) --out $(OUT)
 
 test: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 GAN_ENSEMBLE_DATA=$(abspath $(DATA)) $(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 GAN_ENSEMBLE_DATA=$(abspath $(DATA)) $(PY) -m pytest -q --durations=15
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ensemble zoo tests benchmarks studies
