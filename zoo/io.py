@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["sha256_file", "atomic_write", "read_npz", "exclusive_lock"]
+__all__ = ["sha256_file", "atomic_write", "read_npz", "exclusive_lock", "HOST", "process_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+#: This machine's name, file-name safe: temporary files and folders record it with their process.
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
 
 
-def _pid_alive(pid: int) -> bool:
+def process_alive(host: str, pid: int) -> bool:
+    """Whether process ``pid`` of machine ``host`` may still be running (another machine's
+    process always may: it is never ours to judge)."""
+    if host != HOST:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -55,10 +60,10 @@ def _pid_alive(pid: int) -> bool:
 
 def _remove_stale_temps(path: Path) -> None:
     """Remove ``path``'s temporary files left by killed processes of this machine."""
-    prefix = f".{path.name}.{_HOST}."
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(_HOST)}.*.tmp"):
+    prefix = f".{path.name}.{HOST}."
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(HOST)}.*.tmp"):
         pid = tmp.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(HOST, int(pid)):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 log.info("removed %s, left by an interrupted write", tmp)
@@ -73,7 +78,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     written (a read-only mount, no permission) raises a PermissionError naming ``path``.
     """
     path = Path(path)
-    tag = f"{_HOST}.{os.getpid()}"
+    tag = f"{HOST}.{os.getpid()}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(path)

@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,7 +50,7 @@ from ensemble.synthesis.formats import (
     safe_name,
 )
 from ensemble.synthesis.sample import SyntheticSamples
-from zoo.io import sha256_file
+from zoo.io import HOST, process_alive, sha256_file
 
 __all__ = ["export_dataset", "check_replaceable", "MANIFEST_COLUMNS", "FORMAT"]
 
@@ -186,17 +185,9 @@ def _owner_alive(folder: Path) -> bool:
     """Whether the process that made ``folder`` (recorded in its owner file) may still be running."""
     try:
         host, pid = (folder / OWNER_FILE).read_text(encoding="utf-8").split()
+        return process_alive(host, int(pid))
     except (OSError, ValueError):
-        return False  # no owner record: made by a run killed before it wrote one
-    if host != socket.gethostname():
-        return True  # another machine's run: never ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return True
+        return False  # no (readable) owner record: made by a run killed before it wrote one
 
 
 def clean_stale(out: Path) -> list[Path]:
@@ -214,7 +205,7 @@ def clean_stale(out: Path) -> list[Path]:
 
 
 def _claim(folder: Path) -> None:
-    (folder / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+    (folder / OWNER_FILE).write_text(f"{HOST} {os.getpid()}\n", encoding="utf-8")
 
 
 def export_dataset(samples: SyntheticSamples, out_dir: str | os.PathLike,

@@ -62,15 +62,15 @@ def test_atomic_write_removes_temporary_files_of_killed_writers(tmp_path):
     import subprocess
     import sys
 
-    from zoo.io import _HOST, atomic_write
+    from zoo.io import HOST, atomic_write
 
     target = tmp_path / "tables.npz"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()  # a process that has exited
-    stale = tmp_path / f".tables.npz.{_HOST}.{dead}-abc123.tmp"
-    live = tmp_path / f".tables.npz.{_HOST}.{os.getppid()}-def456.tmp"  # our parent: alive
+    stale = tmp_path / f".tables.npz.{HOST}.{dead}-abc123.tmp"
+    live = tmp_path / f".tables.npz.{HOST}.{os.getppid()}-def456.tmp"  # our parent: alive
     other_host = tmp_path / ".tables.npz.elsewhere.1-ghi789.tmp"
-    other_file = tmp_path / f".other.npz.{_HOST}.{dead}-jkl012.tmp"
+    other_file = tmp_path / f".other.npz.{HOST}.{dead}-jkl012.tmp"
     for f in (stale, live, other_host, other_file):
         f.write_bytes(b"half")
     atomic_write(target, lambda p: p.write_bytes(b"whole"))

@@ -195,18 +195,19 @@ def test_overwrite_never_deletes_what_export_did_not_write(toy_catalog, tmp_path
 
 def test_next_export_cleans_what_a_killed_one_left(toy_catalog, tmp_path):
     import os
-    import socket
+
+    from zoo.io import HOST
 
     s = _sample(toy_catalog, n=2)
     dead = tmp_path / ".ds.tmp-deadbeef"
     dead.mkdir()
-    (dead / ".gan-ensemble-owner").write_text(f"{socket.gethostname()} 999999999\n")
+    (dead / ".gan-ensemble-owner").write_text(f"{HOST} 999999999\n")
     (dead / "manifest.csv").write_text("half")
     unowned = tmp_path / ".ds.old-cafecafe"  # killed before it recorded its owner
     unowned.mkdir()
     alive = tmp_path / ".ds.tmp-0badf00d"  # a run still going (this process)
     alive.mkdir()
-    (alive / ".gan-ensemble-owner").write_text(f"{socket.gethostname()} {os.getpid()}\n")
+    (alive / ".gan-ensemble-owner").write_text(f"{HOST} {os.getpid()}\n")
     other = tmp_path / ".other.tmp-deadbeef"  # another target's: not ours to judge
     other.mkdir()
     export_dataset(s, tmp_path / "ds", formats="npz")
