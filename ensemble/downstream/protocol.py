@@ -59,9 +59,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Columns of a journal line: the arm, the seed, the settings digest, validation and test metrics.
+#: Columns of a journal line: the arm, the seed, the settings digest, validation and test metrics
+#: (at the decision threshold the task asks for, ``threshold``), the g-mean at the default
+#: threshold 0.5 (arg-max) beside them, and the training's cost.
 JOURNAL_COLUMNS = (["arm_id", "arm", "kind", "members", "n_members", "seed", "settings"]
                    + [f"val_{m}" for m in METRICS] + [f"test_{m}" for m in METRICS]
+                   + ["threshold", "val_g_mean_05", "test_g_mean_05"]
                    + ["best_epoch", "epochs_run", "best_val_loss", "seconds", "ok"])
 
 
@@ -308,7 +311,10 @@ def train_arm(task: Mapping) -> dict:
     ``lr_patience``, ``samples_per_epoch``, ``device``, ``threads`` (torch threads) and ``quiet``
     (no progress bars); optional: ``steps``, ``min_steps``, ``warmup_steps``, ``class_weight`` (one
     weight per class, e.g. :func:`~ensemble.downstream.training.class_weights` of the real training
-    labels) and ``threshold`` (``"val"``), as :func:`run_protocol` takes them. Returns one journal row.
+    labels), ``threshold`` (``"val"``: the g-mean-maximising threshold on the validation split, for
+    binary tasks), as :func:`run_protocol` takes them. A study that varies the generators' sampling
+    seed with the classifier's passes one ``samples_dir`` per seed. Returns one journal row;
+    ``*_g_mean_05`` are the g-mean at the default threshold (0.5, the arg-max).
     """
     import torch
 
@@ -344,6 +350,10 @@ def train_arm(task: Mapping) -> dict:
            "n_members": len(members), "seed": int(t["seed"]), "settings": t["settings"]}
     row.update({f"val_{k}": v for k, v in evaluate_classifier(clf, val.images, val.labels, threshold=thr).items()})
     row.update({f"test_{k}": v for k, v in evaluate_classifier(clf, test.images, test.labels, threshold=thr).items()})
+    row["threshold"] = thr if thr is not None else float("nan")
+    for split, ds in (("val", val), ("test", test)):
+        row[f"{split}_g_mean_05"] = (row[f"{split}_g_mean"] if thr is None else
+                                     evaluate_classifier(clf, ds.images, ds.labels)["g_mean"])
     row.update(best_epoch=clf.best_epoch, epochs_run=clf.epochs_run, best_val_loss=clf.best_val_loss,
                seconds=round(clf.seconds, 3), ok=1)
     return row

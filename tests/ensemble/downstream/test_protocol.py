@@ -171,6 +171,12 @@ def test_journaled_protocol_resumes_and_gives_the_same_table(tmp_path, toy_catal
     # one row of train_arm: the journal's columns, validation and test metrics, the seed
     row = train_arm(tasks([(arms[3], 5)])[0])
     assert row["seed"] == 5 and row["members"] == "toy2@0" and 0 <= row["test_g_mean"] <= 1
+    assert np.isnan(row["threshold"]) and row["test_g_mean_05"] == row["test_g_mean"]
+    # a validation-chosen threshold: the main metrics use it, the g-mean at 0.5 stands beside them
+    task = dict(tasks([(arms[3], 5)])[0], threshold="val", class_weight=[0.7, 0.3])
+    tuned = train_arm(task)
+    assert 0 < tuned["threshold"] < 1 and 0 <= tuned["test_g_mean_05"] <= 1
+    assert tuned["val_g_mean"] >= tuned["val_g_mean_05"] - 1e-12  # the threshold maximises val g-mean
 
 
 def test_protocol_options_and_equal_samples_arm(toy_catalog, pneumonia_small, pneumonia_val):

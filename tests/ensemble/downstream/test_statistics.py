@@ -65,3 +65,22 @@ def test_holm_follows_its_definition_and_keeps_nan():
     assert holm([]) == []
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.2, 1.5])
+
+
+def test_detectable_difference_has_the_stated_power_in_a_simulation():
+    from scipy import stats
+
+    from ensemble.downstream.statistics import detectable_difference, paired_t_power
+
+    n, sd = 10, 0.03
+    delta = detectable_difference(n, sd=sd)
+    assert abs(paired_t_power(delta / sd, n) - 0.8) < 1e-6
+    rng = np.random.default_rng(0)
+    diffs = rng.normal(delta, sd, size=(40_000, n))
+    p = stats.ttest_1samp(diffs, 0.0, axis=1).pvalue
+    assert abs(float(np.mean(p < 0.05)) - 0.8) < 0.01  # the t-test really detects it 80% of the time
+    # more seeds, a smaller detectable difference; a stricter level, a larger one
+    assert detectable_difference(20, sd=sd) < delta < detectable_difference(n, sd=sd, alpha=0.05 / 6)
+    assert np.isnan(detectable_difference(1, sd=sd))
+    with pytest.raises(ValueError, match="power"):
+        detectable_difference(10, power=1.5)
