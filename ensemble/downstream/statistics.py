@@ -35,7 +35,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], n_boot: int, seed: int) 
 
     Returns ``n``, ``diff`` (mean difference), ``lo`` / ``hi`` (percentile bootstrap 95% CI of the
     mean difference, ``n_boot`` resamples of the seeds drawn by ``numpy.random.default_rng(seed)``),
-    ``p_t`` (paired t-test) and ``p_w`` (two-sided Wilcoxon signed-rank, zero differences dropped).
+    ``p_t`` (paired t-test), ``p_w`` (two-sided Wilcoxon signed-rank, zero differences dropped),
+    ``sd`` (standard deviation of the differences) and ``mde`` (the difference the t-test would
+    detect with 80% power at this ``n`` and ``sd``, :func:`detectable_difference`).
     With fewer than 2 pairs only ``n`` and ``diff`` are defined (the rest NaN). Constant
     differences give ``p_t`` = 1 when they are 0, else 0 (the t statistic is infinite); all-zero
     differences give ``p_w`` = 1.
@@ -48,9 +50,12 @@ def paired_test(a: Sequence[float], b: Sequence[float], n_boot: int, seed: int) 
     d = a - b
     n = len(d)
     out = {"n": n, "diff": float(d.mean()) if n else float("nan"), "lo": float("nan"),
-           "hi": float("nan"), "p_t": float("nan"), "p_w": float("nan")}
+           "hi": float("nan"), "p_t": float("nan"), "p_w": float("nan"), "sd": float("nan"),
+           "mde": float("nan")}
     if n < 2:
         return out
+    out["sd"] = float(d.std(ddof=1))
+    out["mde"] = detectable_difference(n, out["sd"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a constant sample warns, the CI is exact
         ci = stats.bootstrap((d,), np.mean, n_resamples=int(n_boot), method="percentile",

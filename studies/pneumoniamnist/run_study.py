@@ -1,35 +1,35 @@
-"""The PneumoniaMNIST study: does the selected ensemble G* beat single GANs and the naive pool?
+"""The PneumoniaMNIST study: does the selected ensemble G* beat the best single GAN and the naive pool?
 
-Reproduces the whole study from scratch with the library's public APIs and writes ``REPORT.md``
-(tables, figures, the exact command, timings) next to this script:
+Reproduces the whole study with the library's public APIs and writes ``REPORT.md`` (tables,
+figures, the exact command, timings) next to this script:
 
-    HF_HUB_OFFLINE=1 .venv/bin/python studies/pneumoniamnist/run_study.py \
-        --out runs/pneumoniamnist-study
+    HF_HUB_OFFLINE=1 .venv/bin/python studies/pneumoniamnist/run_study.py --out runs/pneumoniamnist-study
 
-This file is the study's design: the settings (:class:`StudyConfig`), the stages and which arms
-and comparisons they make. The machinery is the library's: the zoo (:func:`zoo.train`), scores,
-search, arms (:mod:`ensemble.downstream.arms`), the journaled downstream protocol
-(:mod:`ensemble.downstream.protocol`), paired statistics (:mod:`ensemble.downstream.statistics`),
-the stage timer (:mod:`ensemble.timing`) and markdown tables (:mod:`ensemble.report`);
-``study_report.py`` beside this script writes REPORT.md.
+This file is the study's design: its settings (:class:`StudyConfig`), which arms it trains and
+which comparisons it makes. The machinery is the library's (zoo training, scores, search, sample
+stores, the journaled downstream protocol, paired statistics, the stage timer); ``study_report.py``
+beside it writes REPORT.md. Every stage is cached in ``--out``; a killed run resumes.
 
-Stages (each cached in ``--out``; a killed run resumes where it stopped):
+Design (fixed before the first downstream result was seen):
 
-1. ``zoo``: 8 GAN runs (families and hyper-parameter variants) x 5 snapshots trained on the real
-   training split (:func:`zoo.train`; resumable; ``--jobs`` runs in parallel processes).
-2. ``fit in-domain``: a ResNet-18 trained on the real training labels (the reference's
-   "medical" backbone), cached.
-3. ``embed <w>`` / ``tables <w>``: per backbone (random weights, in-domain), as many samples
-   per generator as real training images, embedded (cached by content) and reduced to the score
-   tables (k = 5).
-4. ``search``: NSGA-II per backbone; G* by the reference rule (max-fidelity) and by the knee rule.
-5. ``samples``: one class-balanced sample per generator, shared by every downstream arm
-   (:class:`ensemble.downstream.SampleStore`); sample grids; the G* datasets exported.
-6. ``calibrate``: seconds per epoch of the small CNN and of the reference ResNet-18 (for the
-   paper-scale cost estimate).
-7. ``downstream``: train on synthetic, early-stop on real validation, test on real test, for
-   every arm x seed; each result is journaled in ``downstream.csv`` as it finishes.
-8. ``report``: tables, paired significance tests, figures and ``REPORT.md``.
+1. ``zoo``: 13 runs x 5 snapshots = 65 generators on the real training split: acgan, sngan, cgan and
+   the dcgan EMA + DiffAugment variant, three hyper-parameter variants each, plus one weaker lsgan.
+2. ``scores``: two backbones (random and in-domain ResNet-18), density/coverage tables (k = 5).
+3. ``labels``: label agreement of every generator (a classifier trained on real data).
+4. ``search``: NSGA-II per backbone under two objective sets, the published (Intra-d, Inter-d) and
+   the class-aware (class-Intra-d, coverage overlap); G* by the max-fidelity, knee and validated
+   rules (the validated rule sees only the real validation split): 12 G*.
+5. ``samples``: for every downstream seed s, every generator sampled anew with the seed
+   ``stage_seed(root, "downstream-samples", s)``, so a seed varies the classifier's initialisation
+   and draws *and* the generators' samples; the distinct G* exported.
+6. ``downstream``: real data; each G*; every single generator of a seeded sample plus the best by
+   score d per backbone (their mean is "mean single"; the best by validation g-mean among them is
+   "best single (val)"); the best single sampled with |G*| times the images ("equal samples");
+   the naive pool of all generators; 5 random ensembles of each G* size that are no G*. Loss
+   weighted by the real training class frequencies (``class_weight="real"``); the decision
+   threshold chosen on the real validation split (g-mean at 0.5 reported too).
+7. ``report``: mean ± std over seeds; G* against each baseline paired by seed (t-test, Wilcoxon,
+   bootstrap CI, Holm within each G*), the difference each test could detect with 80% power.
 
 ``--smoke`` runs a tiny version of every stage (minutes; the numbers mean nothing).
 """
@@ -44,12 +44,11 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from study_report import Report  # noqa: E402  (beside this script: the REPORT.md writer)
 
@@ -60,6 +59,7 @@ from ensemble.downstream import (  # noqa: E402
     SampleStore,
     best_single_by_score,
     best_single_by_validation,
+    class_weights,
     compare_groups,
     group_values,
     plan_runs,
@@ -68,72 +68,68 @@ from ensemble.downstream import (  # noqa: E402
     sample_singles,
     summarize_groups,
 )
+from ensemble.parallel import LocalBackend  # noqa: E402
 from ensemble.report import changed_settings  # noqa: E402
 from ensemble.timing import StageTimer  # noqa: E402
+from zoo.io import atomic_write  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-MAIN_METRICS = ("g_mean", "accuracy", "f1", "roc_auc")
-RULES = ("max-fidelity", "knee")
+METRICS = ("g_mean", "g_mean_05", "accuracy", "f1", "roc_auc")
+OBJECTIVE_SETS = {"published": ("intra-d", "inter-d"), "class-aware": ("class-intra-d", "coverage-overlap")}
+RULES = ("max-fidelity", "knee", "validated")
+BASELINES = ("best single (val)", "best single (d, {w})", "equal samples |E|={size}", "mean single",
+             "naive (all pooled)", "random |E|={size}")
 
-# The default zoo: cheap-but-diverse runs on a CPU (see README.md for the speeds behind the choice).
 DEFAULT_RUNS: tuple[dict, ...] = (
-    {"arch": "dcgan"},
-    {"arch": "dcgan", "diffaug": True, "ema": 0.999},
-    {"arch": "lsgan"},
-    {"arch": "acgan"},
-    {"arch": "cgan"},
-    {"arch": "cgan", "lr": 1e-4},
-    {"arch": "sngan"},
-    {"arch": "progan"},  # stage_iters = iterations / 5: the full 7 -> 14 -> 28 schedule
+    {"arch": "acgan"}, {"arch": "acgan", "diffaug": True}, {"arch": "acgan", "lr": 0.0001},
+    {"arch": "sngan"}, {"arch": "sngan", "diffaug": True}, {"arch": "sngan", "ema": 0.999},
+    {"arch": "cgan"}, {"arch": "cgan", "diffaug": True}, {"arch": "cgan", "lr": 0.0001},
+    {"arch": "dcgan", "diffaug": True, "ema": 0.999}, {"arch": "dcgan", "diffaug": True},
+    {"arch": "dcgan", "diffaug": True, "ema": 0.999, "lr": 0.0001},
+    {"arch": "lsgan"},  # kept weak on purpose: the method must cope with poor members
 )
-WGAN_GP_RUN = {"arch": "wgan-gp"}
 
 
-# =========================================================================== configuration
 @dataclass
 class StudyConfig:
     """Every setting of the study; one root ``seed`` gives every random choice."""
 
     dataset: str = "pneumoniamnist"
     seed: int = 0
-    # zoo
     runs: tuple[dict, ...] = DEFAULT_RUNS
-    iterations: int = 1500
+    iterations: int = 1200
     n_snapshots: int = 5
     batch_size: int = 64
-    # embeddings and scores
     backbone: str = "resnet18"
     weights: tuple[str, ...] = ("random", "in-domain")
     image_size: int = 32
     k: int = 5
-    n_samples: int | None = None  # per generator; None = as many as real training images
-    n_real: int | None = None  # real training images scored against; None = all
+    n_samples: int | None = 2000  # per generator for the scores; None = as many as real training images
+    n_real: int | None = None
     indomain_epochs: int = 5
-    indomain_fit_n: int | None = None  # real images the in-domain backbone trains on; None = all
-    # search
+    indomain_fit_n: int | None = None
+    label_samples: int = 1000  # per generator for label agreement
     pop_size: int = 100
     n_gen: int = 200
-    # downstream
+    validated_k: int = 8
     downstream_model: str = "small-cnn"
-    seeds: int = 5
-    epochs: int = 40
-    patience: int = 6
-    lr_patience: int = 3
-    samples_per_epoch: int | None = None  # None = |real train| (METHOD.md §5)
-    n_per_class: int | None = None  # per generator; None = ceil(|real train| / classes)
+    seeds: int = 10
+    epochs: int = 8
+    patience: int = 3
+    lr_patience: int = 2
+    samples_per_epoch: int | None = 2354
+    n_per_class: int = 1000  # images per class sampled from each generator per seed
     n_random: int = 5
-    n_singles: int | None = None  # None = every generator; else a seeded random sample
-    calibrate_n: int = 256  # training draws per classifier in the calibration (0 = skip)
+    n_singles: int | None = 6
     n_boot: int = 10_000
-    # execution (do not change results, except threads_per_job: BLAS threads change float sums)
     jobs: int = 2
     threads_per_job: int = 1
     device: str = "auto"
     smoke: bool = False
 
     # settings that can change between invocations on one --out without invalidating anything
-    RESUMABLE = ("seeds", "n_random", "n_singles", "n_boot", "jobs", "device", "calibrate_n")
+    RESUMABLE = ("seeds", "n_random", "n_singles", "n_boot", "jobs", "device")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,181 +138,104 @@ class StudyConfig:
         n = max(1, min(self.n_snapshots, self.iterations))
         return sorted({int(round(self.iterations * (i + 1) / n)) for i in range(n)})
 
-    def run_specs(self) -> list[tuple[str, dict]]:
-        out = []
-        for spec in self.runs:
-            spec = dict(spec)
-            arch = spec.pop("arch")
-            if arch == "progan" and "stage_iters" not in spec:
-                spec["stage_iters"] = max(1, self.iterations // 5)
-            out.append((arch, spec))
-        return out
-
     def key(self, *names: str) -> str:
         d = self.to_dict()
         d = {k: d[k] for k in names} if names else {k: v for k, v in d.items() if k not in self.RESUMABLE}
-        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return _digest(d)
 
 
 SMOKE = dict(
     runs=({"arch": "dcgan"}, {"arch": "cgan"}, {"arch": "acgan"}), iterations=30, n_snapshots=2,
-    batch_size=32, n_samples=300, n_real=600, indomain_epochs=1, indomain_fit_n=512, pop_size=20,
-    n_gen=10, seeds=2, epochs=2, patience=2, lr_patience=1, samples_per_epoch=300, n_per_class=150,
-    n_random=2, calibrate_n=32, n_boot=2000, smoke=True,
+    batch_size=32, n_samples=300, n_real=600, indomain_epochs=1, indomain_fit_n=512, label_samples=100,
+    pop_size=20, n_gen=10, validated_k=3, seeds=2, epochs=2, patience=2, lr_patience=1,
+    samples_per_epoch=300, n_per_class=100, n_random=2, n_singles=3, n_boot=2000, smoke=True,
 )
 
 
-# =========================================================================== small helpers
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _write_json(path: Path, obj) -> None:
-    from zoo.io import atomic_write
-
     text = json.dumps(obj, indent=2, sort_keys=True, default=str)
     atomic_write(path, lambda p: p.write_text(text + "\n"))
-
-
-def _read_json(path: Path, default=None):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return default
 
 
 def say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _backend(jobs: int):
-    from ensemble.parallel import LocalBackend
-
-    return LocalBackend(int(jobs))
-
-
-# =========================================================================== the zoo task
-def _zoo_job(task: dict) -> dict:
-    """Train (or resume) one zoo run; return its wall time and the iterations it trained."""
+def _ensure_samples(task: dict) -> int:
+    """Sample ``task["names"]`` into one seed's store (a worker task: everything by path)."""
     import torch
 
-    from ensemble.data import load_dataset
-    from zoo import Catalog, train
+    from zoo import Catalog
 
-    t = dict(task)
-    if t.pop("quiet"):
-        os.environ["TQDM_DISABLE"] = "1"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(t.pop("threads"))
-    arch, hp, name, zoo_dir = t.pop("arch"), t.pop("hp"), t["name"], t.pop("zoo_dir")
-    ds = load_dataset(t["dataset"], split="train", root=t.pop("data_root"))
-
-    def last_iteration() -> int:
-        rows = Catalog(zoo_dir).list()
-        rows = rows[rows["run"] == name] if len(rows) else rows
-        return int(rows["iteration"].max()) if len(rows) else 0
-
-    before = last_iteration()
-    t0 = time.perf_counter()
-    try:
-        train(arch, ds.images, ds.labels, out_dir=zoo_dir, **t, **hp)
-    finally:
-        torch.set_num_threads(threads)
-    return {"run": name, "seconds": time.perf_counter() - t0, "iterations": last_iteration() - before}
+    torch.set_num_threads(task["threads"])
+    store = SampleStore(task["dir"])
+    return store.ensure(Catalog(task["zoo"]), task["names"], n_per_class=task["n_per_class"],
+                        seed=task["seed"], device=task["device"])
 
 
-# =========================================================================== the study
-@dataclass
 class Study:
-    cfg: StudyConfig
-    out: Path
-    report_dir: Path
-    data_root: str | None
-    command: str
-    log: StageTimer = field(init=False)
+    """The stages in order; each reads what the previous ones left in ``out``."""
 
-    def __post_init__(self) -> None:
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.figs = self.report_dir / "figures"
+    def __init__(self, cfg: StudyConfig, out: Path, report_dir: Path, data_root: str | None, command: str):
+        self.cfg, self.out, self.report_dir, self.data_root, self.command = cfg, out, report_dir, data_root, command
+        out.mkdir(parents=True, exist_ok=True)
+        self.figs = report_dir / "figures"
         self.figs.mkdir(parents=True, exist_ok=True)
-        self.log = StageTimer(self.out / "stages.json", echo=say)
-        self.zoo_dir = self.out / "zoo"
-        self.cache_dir = self.out / "cache"
-        self.store = SampleStore(self.out / "samples")
+        self.log = StageTimer(out / "stages.json", echo=say)
+        self.zoo_dir, self.cache_dir = out / "zoo", out / "cache"
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.load_start = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+        self.backend = LocalBackend(cfg.jobs)
 
-    # ------------------------------------------------------------------ checks
     def check_config(self) -> None:
         """Refuse an --out folder that holds a study with other result-changing settings."""
         path = self.out / "study_config.json"
-        saved = _read_json(path)
         now = self.cfg.to_dict()
-        if saved is not None:
-            diff = sorted(changed_settings(saved, now, skip=StudyConfig.RESUMABLE))
+        if path.exists():
+            diff = sorted(changed_settings(json.loads(path.read_text()), now, skip=StudyConfig.RESUMABLE))
             if diff:
-                raise ValueError(
-                    f"{self.out} holds a study made with other settings ({', '.join(diff)}); pass another "
-                    f"--out, or delete that folder to start over"
-                )
+                raise ValueError(f"{self.out} holds a study made with other settings ({', '.join(diff)}); "
+                                 "pass another --out, or delete that folder to start over")
         _write_json(path, now)
 
-    # ------------------------------------------------------------------ data
     def load_data(self) -> None:
         from ensemble.data import load_dataset
 
         c = self.cfg
-        self.train = load_dataset(c.dataset, split="train", root=self.data_root)
-        self.val = load_dataset(c.dataset, split="val", root=self.data_root)
-        self.test = load_dataset(c.dataset, split="test", root=self.data_root)
+        self.train, self.val, self.test = (load_dataset(c.dataset, split=s, root=self.data_root)
+                                           for s in ("train", "val", "test"))
         self.score_real = (self.train if c.n_real is None
                            else self.train.subset(c.n_real, seed=seeds.real_subset_seed(c.seed) % 2**32))
-        self.fit_set = (self.train if c.indomain_fit_n is None
-                        else self.train.subset(c.indomain_fit_n, seed=seeds.stage_seed(c.seed, "fit-subset") % 2**32))
+        self.fit_set = (self.train if c.indomain_fit_n is None else self.train.subset(
+            c.indomain_fit_n, seed=seeds.stage_seed(c.seed, "fit-subset") % 2**32))
 
     # ------------------------------------------------------------------ 1. zoo
     def zoo(self) -> None:
+        from ensemble.zoo_training import DataSpec, train_zoo
         from zoo import Catalog
         from zoo.config import default_run_name
 
-        c = self.cfg
-        snaps = c.snapshots()
+        c, snaps = self.cfg, self.cfg.snapshots()
         self.runs = []
-        for arch, hp in c.run_specs():
-            name = default_run_name(arch, hp)
-            self.runs.append({"arch": arch, "hp": hp, "name": name,
-                              "seed": seeds.zoo_seed(c.seed, arch, hp)})
-        names = [r["name"] for r in self.runs]
-        if len(set(names)) != len(names):
-            raise ValueError(f"two zoo runs share a name: {names}; make their hyper-parameters differ")
+        for spec in c.runs:
+            hp = {k: v for k, v in spec.items() if k != "arch"}
+            self.runs.append({"arch": spec["arch"], "hp": hp, "name": default_run_name(spec["arch"], hp),
+                              "seed": seeds.zoo_seed(c.seed, spec["arch"], hp)})
         self.names = [f"{r['name']}@{it}" for r in self.runs for it in snaps]
-        catalog = Catalog(self.zoo_dir)
-        times = _read_json(self.out / "zoo_runs.json", {}) or {}
         with self.log.stage("zoo") as st:
-            have = set(catalog.list()["name"]) if len(catalog) else set()
-            todo = [r for r in self.runs if any(f"{r['name']}@{it}" not in have for it in snaps)]
-            st.did_work = bool(todo)
+            res = train_zoo([{"arch": r["arch"], "name": r["name"], "seed": r["seed"], **r["hp"]} for r in self.runs],
+                            out_dir=self.zoo_dir, data=DataSpec.resolve(c.dataset, root=self.data_root),
+                            iterations=c.iterations, snapshots=snaps, batch_size=c.batch_size, device=c.device,
+                            backend=self.backend, torch_threads=c.threads_per_job, progress=False)
+            st.did_work = any(r["trained"] for r in res)
             st.note = f"{len(self.runs)} runs x {len(snaps)} snapshots, {c.jobs} parallel job(s)"
-            # longest first balances the parallel jobs (sngan, progan, wgan-gp are the slow ones)
-            slow = {"wgan-gp": 0, "progan": 1, "sngan": 2, "wgan": 3}
-            todo.sort(key=lambda r: slow.get(r["arch"], 9))
-            tasks = [dict(arch=r["arch"], hp=r["hp"], name=r["name"], seed=r["seed"],
-                          zoo_dir=str(self.zoo_dir), dataset=c.dataset, data_root=self.data_root,
-                          iterations=c.iterations, snapshots=snaps, batch_size=c.batch_size,
-                          device=c.device, threads=c.threads_per_job, quiet=c.jobs > 1) for r in todo]
-            for res in _backend(c.jobs).map(_zoo_job, tasks, desc="zoo runs"):
-                t = times.setdefault(res["run"], {"seconds": 0.0, "iterations": 0})
-                t["seconds"] += res["seconds"]
-                t["iterations"] += res["iterations"]
-                say(f"  zoo run {res['run']}: {res['iterations']} iterations in {res['seconds']:.0f} s")
-            _write_json(self.out / "zoo_runs.json", times)
-        self.zoo_times = times
         self.catalog = Catalog(self.zoo_dir)
-        missing = [n for n in self.names if n not in set(self.catalog.list()["name"])]
-        if missing:
-            raise ValueError(f"zoo snapshots missing after training: {missing}")
 
-    # ------------------------------------------------------------------ 2-3. scores
+    # ------------------------------------------------------------------ 2. scores
     def scores(self) -> None:
         from ensemble.features import compute_features
         from ensemble.features.embedder import Embedder
@@ -327,8 +246,7 @@ class Study:
         key_fields = ("dataset", "seed", "runs", "iterations", "n_snapshots", "batch_size", "backbone",
                       "image_size", "k", "n_samples", "n_real", "indomain_epochs", "indomain_fit_n")
         for w in c.weights:
-            path = self.out / f"tables_{w}.npz"
-            key = c.key(*key_fields) + ":" + w
+            path, key = self.out / f"tables_{w}.npz", c.key(*key_fields) + ":" + w
             if path.exists():
                 t = ScoreTables.load(path)
                 if t.meta.get("study_key") == key and t.names == self.names:
@@ -343,354 +261,257 @@ class Study:
                     st.note = f"ResNet-18, {c.indomain_epochs} epochs on {len(self.fit_set)} real images"
             with self.log.stage(f"embed {w}") as st:
                 fs = compute_features(self.catalog, self.score_real.images, emb, names=self.names,
-                                      n_samples=c.n_samples, seed=seeds.score_seed(c.seed),
-                                      cache=self.cache_dir, progress=True)
-                n_img = len(fs.real) + sum(len(f) for f in fs.fake.values())
-                st.note = f"{n_img:,} images ({len(self.names)} generators x {fs.meta['n_samples']} + real)"
+                                      n_samples=c.n_samples, seed=seeds.score_seed(c.seed), cache=self.cache_dir,
+                                      progress=True)
+                st.note = f"{len(self.names)} generators x {fs.meta['n_samples']} + {len(fs.real)} real images"
             with self.log.stage(f"tables {w}") as st:
-                meta = dict(fs.meta)
-                meta.update({"k": c.k, "seed": seeds.score_seed(c.seed), "study_key": key})
-                t = ScoreTables.from_features(fs.real, fs.fake, k=c.k, meta=meta, device=c.device,
-                                              progress=True)
+                meta = dict(fs.meta, k=c.k, seed=seeds.score_seed(c.seed), study_key=key)
+                t = ScoreTables.from_features(fs.real, fs.fake, k=c.k, meta=meta, device=c.device, progress=True)
                 t.save(path)
-                p = len(self.names)
-                st.note = f"{p} generators vs real + {p * (p - 1) // 2} pairs, n = {fs.meta['n_samples']}"
+                st.note = f"{len(self.names)} generators vs real + every pair, n = {fs.meta['n_samples']}"
             self.tables[w] = t
-            del fs
+
+    # ------------------------------------------------------------------ 3. label agreement
+    def labels(self) -> None:
+        from ensemble.label_fidelity import label_agreement_table
+
+        c = self.cfg
+        with self.log.stage("labels") as st:
+            self.label_table = label_agreement_table(
+                self.catalog, self.names, self.train, self.val, n_samples=c.label_samples,
+                seed=c.seed, device=c.device, cache_dir=self.cache_dir)
+            st.note = f"label classifier on the real training split; {c.label_samples} samples per generator"
 
     # ------------------------------------------------------------------ 4. search
     def search(self) -> None:
-        from ensemble.plots import plot_front, save_figure
-        from ensemble.search import EnsembleSearch, save_search_outputs
+        from ensemble.search import EnsembleSearch, ValidationContext, save_search_outputs
 
         c = self.cfg
+        ctx = ValidationContext(self.catalog, self.train, self.val, seed=c.seed, device=c.device)
         self.searches, self.gstars = {}, {}
-        with self.log.stage("search", replace=True) as st:
-            st.note = f"NSGA-II, population {c.pop_size} x {c.n_gen} generations, per backbone"
+        with self.log.stage("search") as st:
+            st.note = (f"NSGA-II {c.pop_size} x {c.n_gen} per backbone and objective set; "
+                       f"validated rule: {c.validated_k} candidates")
             for w, tables in self.tables.items():
-                s = EnsembleSearch(algorithm="nsga2", pop_size=c.pop_size, n_gen=c.n_gen, min_size=2,
-                                   seed=seeds.search_seed(c.seed), progress=True).fit(tables)
-                self.searches[w] = s
-                d = self.out / "search" / w
-                save_search_outputs(s, d, plots=False, evaluated=False)  # front.csv, history.csv
-                for rule in RULES:
-                    e = s.select(rule)
-                    e.meta.update({"backbone": c.backbone, "weights": w, "root_seed": c.seed})
-                    e.save(d / f"selected-{rule}.json")
-                    self.gstars[(rule, w)] = e
-                fig = plot_front(s, selected=self.gstars[("max-fidelity", w)],
-                                 title=f"{w} backbone: {len(tables.names)} generators, "
-                                       f"{s.n_evals_:,} ensembles evaluated")
-                ax = fig.axes[0]
-                knee = self.gstars[("knee", w)]
-                ax.scatter([knee.inter_d], [knee.intra_d], marker="D", s=90, color="C2", edgecolors="k",
-                           zorder=6, label="G* (knee)")
-                ax.annotate(f"knee, |E|={knee.size}", (knee.inter_d, knee.intra_d), xytext=(8, 6),
-                            textcoords="offset points", fontsize=9, color="C2")
-                handles, labels = ax.get_legend_handles_labels()
-                labels = ["G* (max-fidelity)" if lab == "G*" else lab for lab in labels]
-                ax.legend(handles, labels, loc="lower right", fontsize=8)
-                save_figure(fig, self.figs / f"pareto_{w}.png")
+                for oset, objectives in OBJECTIVE_SETS.items():
+                    d = self.out / "search" / w / oset
+                    s = EnsembleSearch(algorithm="nsga2", pop_size=c.pop_size, n_gen=c.n_gen, min_size=2,
+                                       objectives=objectives, seed=seeds.search_seed(c.seed)).fit(tables)
+                    save_search_outputs(s, d, plots=False, evaluated=False)
+                    self.searches[(oset, w)] = s
+                    for rule in RULES:
+                        path = d / f"selected-{rule}.json"
+                        params = {"context": ctx, "k": c.validated_k} if rule == "validated" else {}
+                        e = self._cached_selection(path, s, rule, params)
+                        self.gstars[(oset, rule, w)] = e
+        self.distinct: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
+        for key, e in self.gstars.items():
+            self.distinct.setdefault(tuple(e.members), []).append(key)
 
-    # ------------------------------------------------------------------ 5. samples, grids, export
+    def _cached_selection(self, path: Path, search, rule: str, params: dict):
+        """G* by ``rule``; a validated choice (minutes of training) is reused when the front is the same."""
+        from ensemble.search import Ensemble
 
-    # ------------------------------------------------------------------ 5. samples, grids, export
+        front_key = _digest([list(map(list, search.front_["members"])), rule, self.cfg.validated_k])
+        if path.exists():
+            e = Ensemble.load(path)
+            if e.meta.get("study_front_key") == front_key:
+                return e
+        e = search.select(rule, **params)
+        e.meta.update({"study_front_key": front_key, "root_seed": self.cfg.seed})
+        e.save(path)
+        return e
+
+    # ------------------------------------------------------------------ 5. samples and export
     def samples(self) -> None:
-        from ensemble.grids import save_grid
         from ensemble.synthesis.export import export_dataset
         from ensemble.synthesis.sample import balanced_n_per_class, sample_ensemble
 
         c = self.cfg
-        k = self.train.num_classes
-        self.n_pc = c.n_per_class or balanced_n_per_class(self.train.labels, k)
         with self.log.stage("samples") as st:
-            work = self.store.ensure(self.catalog, self.names, n_per_class=self.n_pc,
-                                     seed=seeds.stage_seed(c.seed, "downstream-samples"), device=c.device)
-            st.did_work = work > 0
-            st.note = f"{self.n_pc} images per class from each of {len(self.names)} generators"
-        # sample grids: every generator (one row each), the G* members, real images
-        rows = []
-        for name in self.names:
-            x, y = self.store.load(name)
-            rows.append(np.concatenate([x[y == cl][:8] for cl in range(k)]))
-        save_grid(np.concatenate(rows), self.figs / "zoo_samples.png", nrow=8 * k)
-        rng = np.random.default_rng(seeds.stage_seed(c.seed, "real-grid"))
-        real = np.concatenate([self.train.images[rng.choice(np.flatnonzero(self.train.labels == cl), 8,
-                                                             replace=False)] for cl in range(k)])
-        save_grid(real, self.figs / "real_samples.png", nrow=8 * k)
-        self.distinct = {}  # members -> [(rule, weights), ...]
-        for (rule, w), e in self.gstars.items():
-            self.distinct.setdefault(tuple(e.members), []).append((rule, w))
+            tasks = [{"dir": str(self.store(s).directory), "zoo": str(self.zoo_dir), "names": self.names[i::c.jobs],
+                      "n_per_class": c.n_per_class, "seed": self.sample_seed(s), "device": c.device,
+                      "threads": c.threads_per_job} for s in range(c.seeds) for i in range(c.jobs)]
+            st.did_work = sum(self.backend.map(_ensure_samples, tasks, desc="samples")) > 0
+            st.note = f"{c.n_per_class} images per class from each of {len(self.names)} generators, per seed"
+        n_pc = balanced_n_per_class(self.train.labels, self.train.num_classes)
         for members, who in self.distinct.items():
-            rule, w = who[0]
-            parts = []
-            for m in members:
-                x, y = self.store.load(m)
-                parts += [x[y == cl][:8] for cl in range(k)]
-            grid = np.concatenate(parts)
-            save_grid(grid, self.figs / f"gstar_{rule}_{w}.png", nrow=8 * k)
-        with self.log.stage("export") as st:
-            done = 0
-            for members, who in self.distinct.items():
-                rule, w = who[0]
-                e = self.gstars[(rule, w)]
-                d = self.out / "datasets" / f"gstar_{rule}_{w}"
-                key = _digest([list(members), self.n_pc, c.seed])
-                if (_read_json(d / "meta.json") or {}).get("study_key") == key:
-                    continue
-                s = sample_ensemble(e, self.catalog, n_per_class=self.n_pc, seed=seeds.export_seed(c.seed),
-                                    device=c.device, class_names=self.train.class_names)
-                export_dataset(s, d, formats=("npz",), overwrite=True, flag=c.dataset,
-                               meta={"selected": e.to_dict(), "root_seed": c.seed, "study_key": key,
-                                     "chosen_by": [list(x) for x in who]})
-                done += 1
-            st.did_work = done > 0
-            st.note = f"{len(self.distinct)} distinct G* datasets (npz, MedMNIST layout)"
+            d = self.out / "datasets" / "gstar_{}_{}_{}".format(*who[0])
+            key = _digest([list(members), n_pc, c.seed])
+            if (d / "meta.json").exists() and json.loads((d / "meta.json").read_text()).get("study_key") == key:
+                continue
+            e = self.gstars[who[0]]
+            s = sample_ensemble(e, self.catalog, n_per_class=n_pc, seed=seeds.export_seed(c.seed), device=c.device,
+                                class_names=self.train.class_names)
+            export_dataset(s, d, formats=("npz",), overwrite=True, flag=c.dataset,
+                           meta={"selected": e.to_dict(), "study_key": key, "chosen_by": [list(x) for x in who]})
 
-    # ------------------------------------------------------------------ 6. calibration
-    def calibrate(self) -> None:
-        import torch
+    def store(self, seed: int, times: int = 1) -> SampleStore:
+        return SampleStore(self.out / "samples" / (f"seed{seed}" + (f"-x{times}" if times > 1 else "")))
 
-        from ensemble.downstream import train_classifier
+    def sample_seed(self, seed: int) -> int:
+        return seeds.stage_seed(self.cfg.seed, "downstream-samples", seed)
 
-        c = self.cfg
-        path = self.out / "calibration.json"
-        cal = _read_json(path, {}) or {}
-        self.calibration = cal
-        if c.calibrate_n <= 0:
-            return
-        key = f"v2:{c.calibrate_n}:{c.threads_per_job}:{c.device}"
-        if cal.get("key") == key:
-            return
-        with self.log.stage("calibrate") as st:
-            n = c.calibrate_n
-            st.note = (f"1 epoch of {n} and of {2 * n} draws per classifier (cost = per-epoch overhead "
-                          f"incl. validation + per-draw training), {c.threads_per_job} thread(s)")
-            old = torch.get_num_threads()
-            torch.set_num_threads(c.threads_per_job)
-            try:
-                res = {"key": key, "draws": n, "val_images": len(self.val)}
-                for model in ("small-cnn", "resnet18-cifar"):
-                    t = []
-                    for draws in (n, 2 * n):
-                        clf = train_classifier(self.train.images, self.train.labels, self.val.images,
-                                               self.val.labels, model=model, epochs=1,
-                                               samples_per_epoch=draws, seed=0, device=c.device,
-                                               progress=False)
-                        t.append(clf.seconds)
-                    per_draw = max((t[1] - t[0]) / n, 1e-3 * t[0] / n)  # noise on a busy machine
-                    res[model] = {"seconds": t, "per_draw_s": per_draw,
-                                  "per_epoch_overhead_s": max(t[0] - per_draw * n, 0.0)}
-            finally:
-                torch.set_num_threads(old)
-            _write_json(path, res)
-            self.calibration = res
-
-
-    # ------------------------------------------------------------------ 7. downstream
+    # ------------------------------------------------------------------ 6. downstream
     def choose_arms(self) -> None:
-        """Real data, each G*, the naive pool, random ensembles of each G* size that are no G*,
-        and the single generators (a seeded sample, plus the best by score d: chosen without test)."""
-
         c = self.cfg
-        arms: list[Arm] = [Arm("real", "real", ())]
-        for (rule, w), e in self.gstars.items():
-            arms.append(Arm(f"G* ({rule}, {w})", "gstar", tuple(e.members)))
+        arms = [Arm("real", "real", ())]
+        arms += [Arm(gstar_label(*key), "gstar", tuple(e.members)) for key, e in self.gstars.items()]
         arms.append(Arm("naive (all pooled)", "naive", tuple(self.names)))
-        gstar_sets = [e.members for e in self.gstars.values()]
-        self.random_labels: dict[int, list[str]] = {}
-        for size in sorted({e.size for e in self.gstars.values()}):
-            picks = random_ensembles(self.names, size, c.n_random, exclude=gstar_sets,
+        self.sizes = sorted({len(m) for m in self.distinct})
+        self.random_labels = {}
+        for size in self.sizes:
+            picks = random_ensembles(self.names, size, c.n_random, exclude=[list(m) for m in self.distinct],
                                      seed=seeds.stage_seed(c.seed, "random-ensembles", size))
             self.random_labels[size] = [f"random |E|={size} #{i}" for i in range(len(picks))]
-            arms += [Arm(label, "random", members)
-                     for label, members in zip(self.random_labels[size], picks, strict=True)]
+            arms += [Arm(lab, "random", m) for lab, m in zip(self.random_labels[size], picks, strict=True)]
         self.singles_sample = sample_singles(self.names, c.n_singles, seed=seeds.stage_seed(c.seed, "singles"))
-        best_d = {best_single_by_score(t) for t in self.tables.values()}
-        self.singles = [n for n in self.names if n in set(self.singles_sample) | best_d]
+        self.best_d = {w: best_single_by_score(t) for w, t in self.tables.items()}
+        keep = set(self.singles_sample) | set(self.best_d.values())
+        self.singles = [n for n in self.names if n in keep]
         arms += [Arm(f"single: {n}", "single", (n,)) for n in self.singles]
         self.arms = arms
         self.settings = _digest({"model": c.downstream_model, "epochs": c.epochs, "patience": c.patience,
                                  "lr_patience": c.lr_patience, "spe": c.samples_per_epoch,
-                                 "n_pc": self.n_pc, "threads": c.threads_per_job,
-                                 "key": c.key(), "samples_seed": seeds.stage_seed(c.seed, "downstream-samples")})
+                                 "n_pc": c.n_per_class, "threads": c.threads_per_job, "key": c.key(),
+                                 "class_weight": "real", "threshold": "val"})
+
+    def _tasks(self, todo, times: int = 1) -> list[dict]:
+        c = self.cfg
+        weight = class_weights(self.train.labels, self.train.num_classes).tolist()
+        return [dict(arm_id=a.id, arm=a.label, kind=a.kind, members=list(a.members), seed=s,
+                     settings=self.settings, samples_dir=str(self.store(s, times).directory), dataset=c.dataset,
+                     data_root=self.data_root, model=c.downstream_model, epochs=c.epochs, patience=c.patience,
+                     lr_patience=c.lr_patience, samples_per_epoch=c.samples_per_epoch or len(self.train),
+                     class_weight=weight, threshold="val", device=c.device, threads=c.threads_per_job,
+                     quiet=c.jobs > 1) for a, s in todo]
 
     def downstream(self) -> None:
+        """Every arm x seed (seed-major), then the equal-samples arms once the best single is known."""
         c = self.cfg
         self.choose_arms()
         journal = Journal(self.out / "downstream.csv", self.settings)
-        done = journal.load()
-        # seed-major: a run cut short still compares all arms on the seeds it finished
-        todo = plan_runs(self.arms, range(c.seeds), done)
-        spe = c.samples_per_epoch or len(self.train)
-        tasks = [dict(arm_id=arm.id, arm=arm.label, kind=arm.kind, members=list(arm.members), seed=seed,
-                      settings=self.settings, samples_dir=str(self.store.directory), dataset=c.dataset,
-                      data_root=self.data_root, model=c.downstream_model, epochs=c.epochs,
-                      patience=c.patience, lr_patience=c.lr_patience, samples_per_epoch=spe,
-                      device=c.device, threads=c.threads_per_job, quiet=c.jobs > 1) for arm, seed in todo]
-        n_unique = len({a.id for a in self.arms})
-        say(f"downstream: {n_unique} distinct arms x {c.seeds} seeds; {len(tasks)} trainings to run, "
-            f"{len(done)} done before")
+        show = lambda r: say(f"  {r['arm']} seed {r['seed']}: test g-mean {r['test_g_mean']:.4f} "  # noqa: E731
+                             f"({r['epochs_run']} epochs, {r['seconds']:.0f} s)")
         with self.log.stage("downstream") as st:
-            st.did_work = bool(tasks)
-            st.note = (f"{c.downstream_model}, {n_unique} arms x {c.seeds} seeds, up to {c.epochs} epochs "
-                       f"of {spe} draws, {c.jobs} parallel job(s)")
-            run_journaled(tasks, journal, backend=_backend(c.jobs), on_row=lambda row: say(
-                f"  {row['arm']} seed {row['seed']}: test g-mean {row['test_g_mean']:.4f} "
-                f"({row['epochs_run']} epochs, {row['seconds']:.0f} s)"))
-        self.rows = journal.load()
+            todo = plan_runs(self.arms, range(c.seeds), journal.load())
+            say(f"downstream: {len({a.id for a in self.arms})} arms x {c.seeds} seeds, {len(todo)} trainings to run")
+            st.did_work = bool(todo)
+            run_journaled(self._tasks(todo), journal, backend=self.backend, on_row=show)
+            self.rows = journal.load()
+            self.best_val = best_single_by_validation(self.single_stats(), "val_g_mean")
+            self.equal = {size: Arm(f"equal samples |E|={size}: {self.best_val} x{size}", "single",
+                                    (self.best_val,)) for size in self.sizes}
+            for size, arm in self.equal.items():
+                names = [self.best_val]
+                tasks = [{"dir": str(self.store(s, size).directory), "zoo": str(self.zoo_dir), "names": names,
+                          "n_per_class": size * c.n_per_class, "seed": self.sample_seed(s), "device": c.device,
+                          "threads": c.threads_per_job} for s in range(c.seeds)]
+                self.backend.map(_ensure_samples, tasks, desc=f"samples x{size}")
+                todo = [(arm, s) for s in range(c.seeds) if (self.equal_id(size), s) not in self.rows]
+                run_journaled([dict(t, arm_id=self.equal_id(size)) for t in self._tasks(todo, size)], journal,
+                              backend=self.backend, on_row=show)
+                self.rows = journal.load()
+            st.note = (f"{c.downstream_model}, {len({a.id for a in self.arms}) + len(self.equal)} arms x {c.seeds} "
+                       f"seeds, up to {c.epochs} epochs of {c.samples_per_epoch or len(self.train)} draws")
 
-    # ------------------------------------------------------------------ 8. analysis
-    def analyse(self) -> None:
-        """The report's rows (arms and aggregates of arms) and G* against each baseline, paired."""
+    def equal_id(self, size: int) -> str:
+        """The journal id of the equal-samples arm of ``size`` (its member alone would share the single's)."""
+        return _digest(["equal-samples", self.best_val, size])
 
-        c, seeds = self.cfg, range(self.cfg.seeds)
-        by_label = {a.label: a for a in self.arms}
-        single_ids = {n: by_label[f"single: {n}"].id for n in self.singles}
-        # mean validation / test g-mean of every single generator (complete seeds only)
-        stats = []
+    def single_stats(self) -> pd.DataFrame:
+        """Mean validation and test g-mean of every trained single generator over complete seeds."""
+        by = {a.label: a.id for a in self.arms}
+        out = []
         for n in self.singles:
-            done, v = group_values(self.rows, [single_ids[n]], "val_g_mean", seeds)
-            _, t = group_values(self.rows, [single_ids[n]], "test_g_mean", seeds)
+            done, v = group_values(self.rows, [by[f"single: {n}"]], "val_g_mean", range(self.cfg.seeds))
+            _, t = group_values(self.rows, [by[f"single: {n}"]], "test_g_mean", range(self.cfg.seeds))
             if len(done):
-                stats.append({"name": n, "val_g_mean": float(v.mean()), "test_g_mean": float(t.mean())})
-        self.single_stats = ss = pd.DataFrame(stats)
+                out.append({"name": n, "val_g_mean": float(v.mean()), "test_g_mean": float(t.mean())})
+        return pd.DataFrame(out)
 
-        def ids(label: str) -> list[str]:
-            return [a.id for a in self.arms if a.label == label]
-
-        groups: dict[str, tuple[list[str], str]] = {"real": (ids("real"), "real training data")}
-        self.gstar_labels = []
-        for (rule, w), e in self.gstars.items():
-            lab = f"G* ({rule}, {w})"
-            same = [f"{r2}, {w2}" for (r2, w2), e2 in self.gstars.items()
-                    if (r2, w2) != (rule, w) and e2.members == e.members]
-            note = f"{e.size} members" + (f"; same members as ({'; '.join(same)})" if same else "")
-            groups[lab] = (ids(lab), note)
-            self.gstar_labels.append(lab)
-        self.best = {}
-        if len(ss):
-            self.best["val"] = best_single_by_validation(ss, "val_g_mean")
-            groups["best single (val g-mean)"] = ([single_ids[self.best["val"]]],
-                                                  f"`{self.best['val']}`, chosen on the real validation split")
-            for w, t in self.tables.items():
-                self.best[f"d-{w}"] = best_d = best_single_by_score(t)
-                groups[f"best single (d, {w})"] = ([single_ids[best_d]],
-                                                   f"`{best_d}`, highest d with the {w} backbone")
-            # picked on test: shown as an upper bound only, never compared against
-            self.best["test"] = ss.sort_values(["test_g_mean", "name"], ascending=[False, True])["name"].iloc[0]
-            groups["best single on test (optimistic)"] = (
-                [single_ids[self.best["test"]]],
-                f"`{self.best['test']}`: picked on the test split, an upper bound, not a fair baseline")
-            sample = [n for n in ss["name"] if n in set(self.singles_sample)]
-            frac = ("every generator of" if len(self.singles_sample) == len(self.names)
-                    else f"a seeded random sample of {len(self.singles_sample)} of the {len(self.names)} in")
-            groups["mean single"] = ([single_ids[n] for n in sample],
-                                     f"mean over {len(sample)} single generators ({frac} the zoo)")
-        groups["naive (all pooled)"] = (ids("naive (all pooled)"), f"all {len(self.names)} generators")
+    # ------------------------------------------------------------------ 7. analysis
+    def analyse(self) -> None:
+        """The report's rows (arms and aggregates) and each G* against each baseline, paired by seed."""
+        c, by = self.cfg, {a.label: a.id for a in self.arms}
+        seed_list = range(c.seeds)
+        groups = {"real": ([by["real"]], "real training data")}
+        for key, e in self.gstars.items():
+            groups[gstar_label(*key)] = ([by[gstar_label(*key)]], f"{e.size} members")
+        groups["best single (val)"] = ([by[f"single: {self.best_val}"]], f"`{self.best_val}`, best validation g-mean")
+        for w, n in self.best_d.items():
+            groups[f"best single (d, {w})"] = ([by[f"single: {n}"]], f"`{n}`, highest d with the {w} backbone")
+        for size in self.sizes:
+            groups[f"equal samples |E|={size}"] = ([self.equal_id(size)],
+                                                    f"`{self.best_val}` with {size}x the images")
+        sample = [by[f"single: {n}"] for n in self.singles_sample]
+        groups["mean single"] = (sample, f"mean over a seeded sample of {len(sample)} of the {len(self.names)} generators")
+        groups["naive (all pooled)"] = ([by["naive (all pooled)"]], f"all {len(self.names)} generators")
         for size, labels in self.random_labels.items():
-            if labels:
-                groups[f"random ensembles |E|={size}"] = ([by_label[lab].id for lab in labels],
-                                                          f"mean over {len(labels)} random sets of {size}")
+            groups[f"random |E|={size}"] = ([by[lab] for lab in labels], f"mean over {len(labels)} random sets")
         self.groups = groups
-        self.summary = summarize_groups(self.rows, groups, seeds, metrics=MAIN_METRICS)
-        pairs = []
-        for g in self.gstar_labels:
-            rule, w = g[4:-1].split(", ")
-            size = self.gstars[(rule, w)].size
-            pairs += [(g, b) for b in ("real", "best single (val g-mean)", f"best single (d, {w})",
-                                       "mean single", "naive (all pooled)", f"random ensembles |E|={size}")]
-        self.tests = compare_groups(self.rows, groups, pairs, seeds, n_boot=c.n_boot, metrics=MAIN_METRICS,
-                                    seed_of=lambda g, b, m: seeds.stage_seed(c.seed, "bootstrap", g, b, m) % 2**32)
+        self.summary = summarize_groups(self.rows, groups, seed_list, metrics=METRICS)
+        tests = []
+        for key, e in self.gstars.items():
+            g, w = gstar_label(*key), key[2]
+            pairs = [(g, b.format(w=w, size=e.size)) for b in BASELINES]
+            tests.append(compare_groups(self.rows, groups, pairs, seed_list, n_boot=c.n_boot, metrics=METRICS,
+                                        seed_of=lambda a, b, m: seeds.stage_seed(c.seed, "bootstrap", a, b, m) % 2**32))
+        self.tests = pd.concat(tests, ignore_index=True)  # Holm within each G*: its own family of baselines
 
     def run(self) -> Path:
         self.check_config()
         self.load_data()
-        self.zoo()
-        self.scores()
-        self.search()
-        self.samples()
-        self.calibrate()
-        self.downstream()
+        for stage in (self.zoo, self.scores, self.labels, self.search, self.samples, self.downstream):
+            stage()
         with self.log.stage("report", replace=True) as st:
             st.note = "analysis, significance tests, figures, REPORT.md"
             self.analyse()
-            path = Report(self).write()
-        return path
+            return Report(self).write()
+
+
+def gstar_label(objective_set: str, rule: str, weights: str) -> str:
+    return f"G* ({objective_set}, {rule}, {weights})"
 
 
 # =========================================================================== CLI
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description="Reproduce the PneumoniaMNIST study (zoo -> scores -> search -> downstream -> REPORT.md).")
+    p = argparse.ArgumentParser(description="Reproduce the PneumoniaMNIST study (-> REPORT.md).")
     p.add_argument("--out", type=Path, default=None,
-                   help="work folder for every stage (default: runs/pneumoniamnist-study; smoke: "
-                        "/tmp/gan-ensemble-study-smoke)")
+                   help="work folder (default: runs/pneumoniamnist-study; smoke: /tmp/gan-ensemble-study-smoke)")
     p.add_argument("--report-dir", type=Path, default=None,
                    help="where REPORT.md and figures/ go (default: this script's folder; smoke: OUT/report)")
-    p.add_argument("--data-root", default=None,
-                   help="folder with pneumoniamnist.npz (default: $GAN_ENSEMBLE_DATA, else ../shared/data)")
-    p.add_argument("--smoke", action="store_true", help="a tiny run of every stage (minutes; numbers mean nothing)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--jobs", type=int, default=None, help="parallel worker processes (zoo and downstream)")
-    p.add_argument("--threads-per-job", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU), cpu, cuda, ...")
-    p.add_argument("--iterations", type=int, default=None)
-    p.add_argument("--n-snapshots", type=int, default=None)
-    p.add_argument("--with-wgan-gp", action="store_true", help="add a WGAN-GP run to the zoo (slow on CPU)")
-    p.add_argument("--n-samples", type=int, default=None, help="samples per generator for the scores")
-    p.add_argument("--pop-size", type=int, default=None)
-    p.add_argument("--n-gen", type=int, default=None)
-    p.add_argument("--downstream-model", choices=("small-cnn", "resnet18-cifar"), default=None)
-    p.add_argument("--seeds", type=int, default=None, help="downstream seeds per arm (0..N-1)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--n-random", type=int, default=None, help="random ensembles per G* size")
-    p.add_argument("--n-singles", type=int, default=None,
-                   help="train only a seeded sample of this many single generators (default: all)")
+    p.add_argument("--data-root", default=None, help="folder with pneumoniamnist.npz (default: $GAN_ENSEMBLE_DATA)")
+    p.add_argument("--smoke", action="store_true", help="a tiny run of every stage (numbers mean nothing)")
     p.add_argument("--config", type=Path, default=None, help="JSON file of StudyConfig overrides")
+    for name in ("seed", "jobs", "threads-per-job", "seeds", "n-random", "n-singles"):
+        p.add_argument(f"--{name}", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto (CUDA, then MPS, then CPU), cpu, cuda, ...")
     return p.parse_args(argv)
 
 
 def make_config(args: argparse.Namespace) -> StudyConfig:
     values: dict = dict(SMOKE) if args.smoke else {}
     if args.config is not None:
-        extra = json.loads(Path(args.config).read_text())
-        if "runs" in extra:
-            extra["runs"] = tuple(extra["runs"])
-        values.update(extra)
-    for name in ("seed", "jobs", "threads_per_job", "device", "iterations", "n_snapshots", "n_samples",
-                 "pop_size", "n_gen", "downstream_model", "seeds", "epochs", "patience", "n_random",
-                 "n_singles"):
-        v = getattr(args, name)
-        if v is not None:
-            values[name] = v
-    if args.with_wgan_gp:
-        values["runs"] = tuple(values.get("runs", DEFAULT_RUNS)) + (WGAN_GP_RUN,)
-    known = {f.name for f in dataclasses.fields(StudyConfig)}
-    unknown = sorted(set(values) - known)
+        values.update(json.loads(Path(args.config).read_text()))
+    values.update({k: v for k in ("seed", "jobs", "threads_per_job", "seeds", "n_random", "n_singles", "device")
+                   if (v := getattr(args, k)) is not None})
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(StudyConfig)})
     if unknown:
-        raise ValueError(f"unknown study settings {unknown}; known: {sorted(known)}")
+        raise ValueError(f"unknown study settings {unknown}; known: {[f.name for f in dataclasses.fields(StudyConfig)]}")
+    if "runs" in values:
+        values["runs"] = tuple(values["runs"])
     cfg = StudyConfig(**values)
     for name in ("iterations", "n_snapshots", "seeds", "epochs", "patience", "jobs", "threads_per_job",
-                 "pop_size", "n_gen"):
+                 "pop_size", "n_gen", "n_per_class"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.n_random < 0:
-        raise ValueError(f"n_random must be >= 0, got {cfg.n_random}")
     return cfg
 
 
-def _data_root(arg: str | None) -> str | None:
-    if arg:
-        return arg
-    if os.environ.get("GAN_ENSEMBLE_DATA"):
-        return os.environ["GAN_ENSEMBLE_DATA"]
-    fallback = REPO.parent / "shared" / "data"
-    return str(fallback) if (fallback / "pneumoniamnist.npz").is_file() else None
-
-
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
@@ -701,18 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (Path("/tmp/gan-ensemble-study-smoke") if cfg.smoke else REPO / "runs" / "pneumoniamnist-study")
     report_dir = args.report_dir or (out / "report" if cfg.smoke else HERE)
     if cfg.smoke and report_dir.resolve() == HERE:
-        print("error: a smoke run must not overwrite the study's REPORT.md; pass another --report-dir",
-              file=sys.stderr)
+        print("error: a smoke run must not overwrite the study's REPORT.md; pass another --report-dir", file=sys.stderr)
         return 2
-    command = "HF_HUB_OFFLINE=1 .venv/bin/python studies/pneumoniamnist/run_study.py"
-    if argv:
-        command += " " + shlex.join(argv)
-    import logging
-
+    data_root = args.data_root or os.environ.get("GAN_ENSEMBLE_DATA")
+    command = "HF_HUB_OFFLINE=1 .venv/bin/python studies/pneumoniamnist/run_study.py" + (
+        " " + shlex.join(argv) if argv else "")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    study = Study(cfg, out.resolve(), report_dir.resolve(), _data_root(args.data_root), command)
     try:
-        path = study.run()
+        path = Study(cfg, out.resolve(), report_dir.resolve(), data_root, command).run()
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
