@@ -26,6 +26,7 @@ from zoo.arrays import check_images as validate_images
 from zoo.io import read_npz
 
 __all__ = [
+    "LabelledImages",
     "Dataset",
     "load_dataset",
     "load_medmnist",
@@ -56,8 +57,31 @@ SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif"}
 
 
+class LabelledImages:
+    """What every labelled image set here offers (:class:`Dataset`, and
+    :class:`~ensemble.synthesis.sample.SyntheticSamples`): ``images`` uint8 ``(N, H, W)`` or
+    ``(N, H, W, C)``, int64 ``labels`` ``(N,)`` and ``class_names``; the length, the number of
+    classes and the image shape follow from them."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``(H, W)`` for grayscale, ``(H, W, C)`` for colour images."""
+        return tuple(self.images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
 @dataclass
-class Dataset:
+class Dataset(LabelledImages):
     """Images and labels of one split, with what they mean."""
 
     images: np.ndarray
@@ -70,18 +94,6 @@ class Dataset:
     def __post_init__(self) -> None:
         self.images = validate_images(self.images)
         self.labels = validate_labels(self.labels, len(self.class_names), n=len(self.images))
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """``(H, W)`` for grayscale, ``(H, W, C)`` for colour images."""
-        return tuple(self.images.shape[1:])
-
-    def __len__(self) -> int:
-        return len(self.images)
 
     def subset(self, n: int, seed: int = 0, stratified: bool = True) -> Dataset:
         """A seeded random subset of ``n`` images (shuffled; class proportions kept when stratified)."""

@@ -17,7 +17,8 @@ def check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
     if images.dtype != np.uint8:
         raise ValueError(
             f"{name} must be uint8 in [0, 255], got dtype {images.dtype}; convert with "
-            "np.clip(x * 255, 0, 255).astype(np.uint8) for float images in [0, 1]"
+            "np.clip(x * 255, 0, 255).astype(np.uint8) for float images in [0, 1], or "
+            "np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8) for x in [-1, 1]"
         )
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.arrays import check_images
 from zoo.device import resolve_device
 from zoo.seeding import derive_seed, torch_generator
 
@@ -138,17 +140,34 @@ def _check_seed(seed: object) -> int:
 # --------------------------------------------------------------------------- torch-based sampling
 
 
-class _ModuleSampler:
+class _Sampler(ABC):
+    """What the three generator classes share: :meth:`sample` checks ``n`` and ``seed`` and draws
+    the labels (so every generator draws them the same way), then :meth:`_sample` makes the images."""
+
+    num_classes: int
+    image_shape: tuple[int, ...]
+    #: The catalog name, set by ``Catalog.load`` so that errors and warnings name the generator.
+    name: str | None = None
+
+    def sample(self, n: int, labels: Sequence[int] | np.ndarray | None = None,
+               seed: int = 0) -> np.ndarray:
+        """``n`` uint8 images ``(n, *image_shape)``; labels None -> uniform labels from the seed."""
+        n = check_n(n)
+        seed = _check_seed(seed)
+        return self._sample(n, resolve_labels(n, labels, self.num_classes, seed), seed)
+
+    @abstractmethod
+    def _sample(self, n: int, labels: np.ndarray, seed: int) -> np.ndarray:
+        """``n`` uint8 images for the checked int64 ``labels`` ``(n,)`` and ``seed``."""
+
+
+class _ModuleSampler(_Sampler):
     """Shared sampling loop for modules mapping ``(z, labels)`` to images in [-1, 1]."""
 
     module: Any
     latent_dim: int
-    num_classes: int
-    image_shape: tuple[int, ...]
     device: torch.device
     batch_size: int
-    #: The catalog name, set by ``Catalog.load`` so that errors and warnings name the generator.
-    name: str | None = None
 
     @property
     def channels(self) -> int:
@@ -166,12 +185,8 @@ class _ModuleSampler:
         return (f"{type(self).__name__}(latent_dim={self.latent_dim}, num_classes={self.num_classes}, "
                 f"image_shape={self.image_shape}, device={str(self.device)!r})")
 
-    def sample(self, n: int, labels: Sequence[int] | np.ndarray | None = None,
-               seed: int = 0) -> np.ndarray:
-        """``n`` uint8 images ``(n, *image_shape)``; labels None -> uniform labels from the seed."""
-        n = check_n(n)
-        seed = _check_seed(seed)
-        y = torch.from_numpy(resolve_labels(n, labels, self.num_classes, seed))
+    def _sample(self, n: int, labels: np.ndarray, seed: int) -> np.ndarray:
+        y = torch.from_numpy(labels)
         # All codes at once on the CPU: batch size and device do not change which code an image gets.
         z = torch.randn(n, self.latent_dim, generator=torch_generator(derive_seed(seed, "z")))
         out = np.empty((n, *self.image_shape), dtype=np.uint8)
@@ -334,16 +349,13 @@ def _import_ref(ref: str) -> Any:
     return obj
 
 
-class CallableGenerator:
+class CallableGenerator(_Sampler):
     """A generator built by a user factory ``"module:function"`` called with ``**kwargs``.
 
     The factory returns any object with ``sample(n, labels=None, seed=0)``. This wrapper draws the
     labels itself (so every generator draws them the same way), passes them explicitly, and checks
     that the object returns ``uint8`` images of shape ``(n, *image_shape)``.
     """
-
-    #: The catalog name, set by ``Catalog.load`` so that errors name the generator.
-    name: str | None = None
 
     def __init__(self, ref: str, *, num_classes: int, image_shape: Sequence[int], **kwargs: Any) -> None:
         self.ref = ref
@@ -375,24 +387,12 @@ class CallableGenerator:
         return (f"CallableGenerator({self.ref!r}, num_classes={self.num_classes}, "
                 f"image_shape={self.image_shape})")
 
-    def sample(self, n: int, labels: Sequence[int] | np.ndarray | None = None,
-               seed: int = 0) -> np.ndarray:
-        """``n`` uint8 images from the wrapped object, validated for dtype and shape."""
-        n = check_n(n)
-        seed = _check_seed(seed)
-        y = resolve_labels(n, labels, self.num_classes, seed)
-        out = self.obj.sample(n, labels=y, seed=seed)
+    def _sample(self, n: int, labels: np.ndarray, seed: int) -> np.ndarray:
+        """The wrapped object's images, checked for type, dtype and shape."""
+        out = self.obj.sample(n, labels=labels, seed=seed)
         if isinstance(out, torch.Tensor):
             out = out.detach().cpu().numpy()
-        if not isinstance(out, np.ndarray):
-            raise ValueError(f"{self.ref} sample() returned {type(out).__name__}, expected a numpy uint8 array")
-        if out.dtype != np.uint8:
-            raise ValueError(
-                f"{self.ref} sample() returned dtype {out.dtype}, expected uint8 in [0, 255]; convert "
-                "with np.clip(np.round((x + 1) * 127.5), 0, 255).astype(np.uint8) for x in [-1, 1]"
-            )
-        if out.ndim == 4 and out.shape[-1] == 1 and len(self.image_shape) == 2:
-            out = out[..., 0]
+        out = check_images(out, f"the output of {self.ref} sample()")
         if out.shape != (n, *self.image_shape):
             raise ValueError(
                 f"{self.ref} sample({n}) returned shape {out.shape}, expected {(n, *self.image_shape)}"

@@ -14,6 +14,7 @@ __all__ = [
     "add_device",
     "add_data",
     "add_out",
+    "add_selected",
     "add_overwrite",
     "log_level",
 ]
@@ -67,6 +68,12 @@ def add_data(p: argparse.ArgumentParser, *, required: bool = False, default: str
 def add_out(p: argparse.ArgumentParser, help: str, *, default: str | None = None) -> None:
     """``--out``: where the command writes."""
     p.add_argument("--out", required=default is None, default=default, help=help)
+
+
+def add_selected(p: argparse.ArgumentParser) -> None:
+    """``--zoo`` and ``--selected``: the zoo and the ensemble ``gan-ensemble search`` picked in it."""
+    p.add_argument("--zoo", required=True, help="zoo folder holding catalog.sqlite")
+    p.add_argument("--selected", required=True, help="selected.json from `gan-ensemble search`")
 
 
 def add_overwrite(p: argparse.ArgumentParser, what: str) -> None:

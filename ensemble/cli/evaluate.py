@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ensemble.cli.common import add_data, add_device, add_out, add_seed
+from ensemble.cli.common import add_data, add_device, add_out, add_seed, add_selected
 
 __all__ = ["register", "run"]
 
@@ -35,8 +35,7 @@ def register(subparsers) -> None:
             "OUT/downstream.png."
         ),
     )
-    p.add_argument("--zoo", required=True, help="zoo folder holding catalog.sqlite")
-    p.add_argument("--selected", required=True, help="selected.json from `gan-ensemble search`")
+    add_selected(p)
     add_data(p, help_dataset="MedMNIST flag, npz file or ImageFolder tree (default: the generators' dataset)")
     p.add_argument("--model", default="small-cnn", help="classifier: small-cnn or resnet18-cifar (the reference)")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="training seeds (default 0,1,2)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ensemble.cli.common import add_device, add_out, add_overwrite, add_seed
+from ensemble.cli.common import add_device, add_out, add_overwrite, add_seed, add_selected
 
 __all__ = ["register", "run"]
 
@@ -19,8 +19,7 @@ def register(subparsers) -> None:
             "layout), manifest.csv and meta.json. The folder appears only when complete."
         ),
     )
-    p.add_argument("--zoo", required=True, help="zoo folder holding catalog.sqlite")
-    p.add_argument("--selected", required=True, help="selected.json from `gan-ensemble search`")
+    add_selected(p)
     p.add_argument("--n-per-class", type=int, default=None,
                    help="images per class (default: real training size / classes, for MedMNIST flags)")
     add_seed(p, "the exported samples")

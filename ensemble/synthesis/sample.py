@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ensemble.data import LabelledImages
 from ensemble.seeds import member_sample_seed
 
 __all__ = [
@@ -46,7 +47,7 @@ PROVENANCE_COLUMNS = ("generator", "name", "iteration", "seed", "index", "label"
 
 
 @dataclass
-class SyntheticSamples:
+class SyntheticSamples(LabelledImages):
     """Synthetic images with labels and per-image provenance.
 
     ``images`` uint8 ``(N, H, W)`` or ``(N, H, W, 3)``; ``labels`` int64 ``(N,)``;
@@ -71,17 +72,6 @@ class SyntheticSamples:
         missing = [c for c in PROVENANCE_COLUMNS if c not in self.provenance.columns]
         if missing:
             raise ValueError(f"provenance lacks columns {missing}; expected {list(PROVENANCE_COLUMNS)}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.images.shape[1:])
 
     @property
     def members(self) -> list[str]:

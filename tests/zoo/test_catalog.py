@@ -16,58 +16,28 @@ from zoo.catalog import Catalog, GeneratorNotFoundError
 from zoo.checkpoint import save_generator
 from zoo.generator import Generator, TorchGenerator, TorchScriptGenerator
 from zoo.io import sha256_file
-from zoo.registry import Architecture, register_architecture
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit deprecation notices
 
-ARCH = "tiny-catalog-test"
-
-
-class TinyG(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.size, self.channels = cfg["image_size"], cfg["channels"]
-        self.embed = nn.Embedding(cfg["num_classes"], cfg["latent_dim"])
-        self.fc = nn.Linear(cfg["latent_dim"], self.channels * self.size * self.size)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = torch.tanh(self.fc(z + self.embed(labels)))
-        return x.view(z.shape[0], self.channels, self.size, self.size)
-
-
-class TinyD(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.fc = nn.Linear(cfg["channels"] * cfg["image_size"] ** 2, 1)
-
-    def forward(self, x, labels):
-        return self.fc(x.flatten(1))[:, 0]
-
-
-register_architecture(
-    Architecture(name=ARCH, description="test-only linear generator", build_generator=TinyG,
-                 build_discriminator=TinyD, loss="bce", defaults={"latent_dim": 8}),
-    overwrite=True,
-)
 CFG = {"latent_dim": 8, "num_classes": 2, "image_size": 28, "channels": 1, "output_activation": "tanh"}
 
 
-def _train_like(zoo_dir, run="tiny", iterations=(10, 20)):
+def _train_like(tiny, zoo_dir, run="tiny", iterations=(10, 20)):
     """Write checkpoints the way training does and add them to the catalog; return the ids."""
     cat = Catalog(zoo_dir)
     ids = []
     for it in iterations:
         torch.manual_seed(it)
         path = zoo_dir / "runs" / run / f"G_{it}.pt"
-        digest = save_generator(path, architecture=ARCH, config=CFG, state_dict=TinyG(CFG).state_dict(),
-                                iteration=it)
-        ids.append(cat.add(run=run, iteration=it, architecture=ARCH, config=CFG, dataset="toy",
+        digest = save_generator(path, architecture=tiny.name, config=CFG,
+                                state_dict=tiny.G(CFG).state_dict(), iteration=it)
+        ids.append(cat.add(run=run, iteration=it, architecture=tiny.name, config=CFG, dataset="toy",
                            image_shape=(28, 28), num_classes=2, path=path, sha256=digest))
     return ids
 
 
-def test_add_list_get(tmp_path):
-    ids = _train_like(tmp_path)
+def test_add_list_get(tiny, tmp_path):
+    ids = _train_like(tiny, tmp_path)
     cat = Catalog(tmp_path)
     assert ids == [1, 2] and len(cat) == 2
     table = cat.list()
@@ -86,20 +56,21 @@ def test_add_list_get(tmp_path):
     assert Catalog(tmp_path, create=False).list().equals(table)  # persisted
 
 
-def test_add_fills_fields_from_the_checkpoint(tmp_path):
+def test_add_fills_fields_from_the_checkpoint(tiny, tmp_path):
     path = tmp_path / "runs" / "r" / "G_5.pt"
     torch.manual_seed(0)
-    save_generator(path, architecture=ARCH, config=CFG, state_dict=TinyG(CFG).state_dict(), iteration=5)
+    save_generator(path, architecture=tiny.name, config=CFG, state_dict=tiny.G(CFG).state_dict(),
+                   iteration=5)
     cat = Catalog(tmp_path)
     new = cat.add(run="r", path="runs/r/G_5.pt")
     row = cat.get(new)
     assert (row["name"], row["architecture"], row["iteration"], row["image_shape"], row["num_classes"]) == \
-        ("r@5", ARCH, 5, (28, 28), 2)
+        ("r@5", tiny.name, 5, (28, 28), 2)
     assert row["config"] == CFG
 
 
-def test_add_bad_rows(tmp_path):
-    _train_like(tmp_path)
+def test_add_bad_rows(tiny, tmp_path):
+    _train_like(tiny, tmp_path)
     cat = Catalog(tmp_path)
     f = tmp_path / "runs/tiny/G_10.pt"
     with pytest.raises(ValueError, match="'tiny@10' is already in the catalog \\(id 1\\)"):
@@ -117,11 +88,11 @@ def test_add_bad_rows(tmp_path):
     assert len(cat) == 2
 
 
-def test_unknown_names_list_the_known(tmp_path):
+def test_unknown_names_list_the_known(tiny, tmp_path):
     cat = Catalog(tmp_path)
     with pytest.raises(ValueError, match="catalog is empty"):
         cat.get("x")
-    _train_like(tmp_path)
+    _train_like(tiny, tmp_path)
     with pytest.raises(KeyError) as info:
         cat.get("dcgan@1")
     assert "tiny@10, tiny@20" in str(info.value) and "'dcgan@1'" in str(info.value)
@@ -132,13 +103,13 @@ def test_unknown_names_list_the_known(tmp_path):
         cat.get(1.5)
 
 
-def test_load_verifies_file_and_hash(tmp_path):
-    _train_like(tmp_path)
+def test_load_verifies_file_and_hash(tiny, tmp_path):
+    _train_like(tiny, tmp_path)
     cat = Catalog(tmp_path)
     g = cat.load("tiny@10", device="cpu")
     assert isinstance(g, TorchGenerator) and g.image_shape == (28, 28)
     torch.manual_seed(10)
-    direct = TorchGenerator(TinyG(CFG), latent_dim=8, num_classes=2, image_shape=(28, 28), device="cpu")
+    direct = TorchGenerator(tiny.G(CFG), latent_dim=8, num_classes=2, image_shape=(28, 28), device="cpu")
     assert g.sample(10, seed=1).tobytes() == direct.sample(10, seed=1).tobytes()
     # a replaced file (still a valid checkpoint) is refused, naming the row and the fix
     f20 = tmp_path / "runs/tiny/G_20.pt"
@@ -150,8 +121,8 @@ def test_load_verifies_file_and_hash(tmp_path):
         cat.load(1, device="cpu")
 
 
-def test_remove(tmp_path):
-    _train_like(tmp_path)
+def test_remove(tiny, tmp_path):
+    _train_like(tiny, tmp_path)
     cat = Catalog(tmp_path)
     row = cat.remove("tiny@10")
     assert row["id"] == 1 and len(cat) == 1 and (tmp_path / "runs/tiny/G_10.pt").is_file()
@@ -160,7 +131,7 @@ def test_remove(tmp_path):
     with pytest.raises(KeyError):
         cat.remove("tiny@10")
     # ids are never reused
-    assert _train_like(tmp_path, run="again", iterations=(1,)) == [3]
+    assert _train_like(tiny, tmp_path, run="again", iterations=(1,)) == [3]
 
 
 def test_open_errors(tmp_path):
@@ -184,9 +155,9 @@ def test_open_errors(tmp_path):
         Catalog(afile)
 
 
-def test_register_torchscript_round_trip(tmp_path):
+def test_register_torchscript_round_trip(tiny, tmp_path):
     torch.manual_seed(0)
-    module = TinyG(CFG)
+    module = tiny.G(CFG)
     src = tmp_path / "outside" / "ext gen.pt"
     src.parent.mkdir()
     torch.jit.save(torch.jit.script(module), str(src))
@@ -321,10 +292,10 @@ def _read_everything(cat):
             "tiny@20" in cat, cat.load("tiny@20", device="cpu").sample(3, seed=1).tobytes())
 
 
-def test_a_read_only_zoo_is_read_without_writing(tmp_path, monkeypatch):
+def test_a_read_only_zoo_is_read_without_writing(tiny, tmp_path, monkeypatch):
     import zoo.catalog as catalog_mod
 
-    _train_like(tmp_path)
+    _train_like(tiny, tmp_path)
     before = _state(tmp_path)
     expected = _read_everything(Catalog(tmp_path, create=False))
     assert _state(tmp_path) == before  # create=False: read-only connections
@@ -335,7 +306,7 @@ def test_a_read_only_zoo_is_read_without_writing(tmp_path, monkeypatch):
     assert _read_everything(cat) == expected
     assert _state(tmp_path) == before
     with pytest.raises(PermissionError, match=r"zoo folder .* is read-only; copy it to a writable folder"):
-        _train_like(tmp_path, run="more", iterations=(5,))
+        _train_like(tiny, tmp_path, run="more", iterations=(5,))
     with pytest.raises(PermissionError, match="read-only"):
         cat.remove("tiny@10")
     assert _state(tmp_path) == before and len(cat) == 2
@@ -365,8 +336,8 @@ def _ro_bind_mount(src, dst):
     pytest.skip("cannot make a read-only bind mount here (needs root and mount rights)")
 
 
-def test_a_zoo_on_a_read_only_mount(tmp_path):
-    _train_like(tmp_path / "zoo")
+def test_a_zoo_on_a_read_only_mount(tiny, tmp_path):
+    _train_like(tiny, tmp_path / "zoo")
     expected = _read_everything(Catalog(tmp_path / "zoo"))
     for side in (tmp_path / "zoo").glob("catalog.sqlite-*"):  # a cleanly closed catalog has none
         side.unlink()
@@ -378,13 +349,13 @@ def test_a_zoo_on_a_read_only_mount(tmp_path):
         with pytest.raises(PermissionError, match="read-only"):
             cat.remove("tiny@10")
         with pytest.raises(PermissionError, match=r"cannot write .*G_5\.pt': read-only file system"):
-            _train_like(tmp_path / "ro", run="more", iterations=(5,))
+            _train_like(tiny, tmp_path / "ro", run="more", iterations=(5,))
     finally:
         umount()
 
 
-def test_a_corrupted_catalog_names_the_file(tmp_path):
-    _train_like(tmp_path / "zoo")
+def test_a_corrupted_catalog_names_the_file(tiny, tmp_path):
+    _train_like(tiny, tmp_path / "zoo")
     path = tmp_path / "zoo" / "catalog.sqlite"
     data = path.read_bytes()
     path.write_bytes(data[:100] + b"\x00garbage" * 64 + data[612:])  # the header and schema page broken
@@ -395,7 +366,7 @@ def test_a_corrupted_catalog_names_the_file(tmp_path):
     assert len(Catalog(tmp_path / "zoo", create=False)) == 0
 
 
-def test_a_failed_registration_leaves_no_catalog_behind(tmp_path):
+def test_a_failed_registration_leaves_no_catalog_behind(tiny, tmp_path):
     class NoLabels(nn.Module):
         def forward(self, z: torch.Tensor) -> torch.Tensor:
             return torch.tanh(z[:, :4].reshape(-1, 1, 2, 2))
@@ -415,6 +386,6 @@ def test_a_failed_registration_leaves_no_catalog_behind(tmp_path):
     # a copy made for a registration that then fails is removed with the folders it needed
     torch.manual_seed(0)
     good = tmp_path / "good.pt"
-    torch.jit.save(torch.jit.script(TinyG(CFG)), str(good))
+    torch.jit.save(torch.jit.script(tiny.G(CFG)), str(good))
     cat.register_torchscript(good, name="ok", latent_dim=8, num_classes=2, image_shape=(28, 28))
     assert cat.names() == ["ok"]

@@ -8,55 +8,25 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from zoo.catalog import MANIFEST_COLUMNS, Catalog
 from zoo.checkpoint import save_generator
-from zoo.registry import Architecture, register_architecture
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit deprecation notices
 
-ARCH = "tiny-import-test"
-
-
-class TinyG(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.size = cfg["image_size"]
-        self.embed = nn.Embedding(cfg["num_classes"], cfg["latent_dim"])
-        self.fc = nn.Linear(cfg["latent_dim"], self.size * self.size)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.fc(z + self.embed(labels))).view(z.shape[0], 1, self.size, self.size)
-
-
-class TinyD(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.fc = nn.Linear(cfg["image_size"] ** 2, 1)
-
-    def forward(self, x, labels):
-        return self.fc(x.flatten(1))[:, 0]
-
-
-register_architecture(
-    Architecture(name=ARCH, description="test-only linear generator", build_generator=TinyG,
-                 build_discriminator=TinyD, loss="bce", defaults={"latent_dim": 4}),
-    overwrite=True,
-)
 CFG = {"latent_dim": 4, "num_classes": 2, "image_size": 28, "channels": 1, "output_activation": "tanh"}
 
 
 @pytest.fixture
-def foreign_zoo(tmp_path, monkeypatch):
+def foreign_zoo(tiny, tmp_path, monkeypatch):
     """A folder of members of every kind, as a researcher would hold them, and its manifest rows."""
     src = tmp_path / "held"
     for it in (100, 200):
         torch.manual_seed(it)
-        save_generator(src / "native" / f"G_{it}.pt", architecture=ARCH, config=CFG,
-                       state_dict=TinyG(CFG).state_dict(), iteration=it)
+        save_generator(src / "native" / f"G_{it}.pt", architecture=tiny.name, config=CFG,
+                       state_dict=tiny.G(CFG).state_dict(), iteration=it)
     torch.manual_seed(0)
-    torch.jit.save(torch.jit.script(TinyG(CFG)), str(src / "g.ts"))
+    torch.jit.save(torch.jit.script(tiny.G(CFG)), str(src / "g.ts"))
     for label in (0, 1):
         (src / "samples" / str(label)).mkdir(parents=True)
         for i in range(4):

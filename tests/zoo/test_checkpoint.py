@@ -14,91 +14,63 @@ from torch import nn
 from zoo.checkpoint import FORMAT, load_generator, read_checkpoint, save_generator
 from zoo.generator import TorchGenerator
 from zoo.io import sha256_file
-from zoo.registry import Architecture, register_architecture
-
-ARCH = "tiny-ckpt-test"
-
-
-class TinyG(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.cfg = cfg
-        self.embed = nn.Embedding(cfg["num_classes"], cfg["latent_dim"])
-        self.fc = nn.Linear(cfg["latent_dim"], cfg["channels"] * cfg["image_size"] ** 2)
-
-    def forward(self, z, labels):
-        s, c = self.cfg["image_size"], self.cfg["channels"]
-        return torch.tanh(self.fc(z + self.embed(labels))).view(-1, c, s, s)
-
-
-class TinyD(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.fc = nn.Linear(cfg["channels"] * cfg["image_size"] ** 2, 1)
-
-    def forward(self, x, labels):
-        return self.fc(x.flatten(1))[:, 0]
-
-
-register_architecture(
-    Architecture(name=ARCH, description="test-only linear generator", build_generator=TinyG,
-                 build_discriminator=TinyD, loss="bce", defaults={"latent_dim": 8}),
-    overwrite=True,
-)
 
 CFG = {"latent_dim": 8, "num_classes": 2, "image_size": 28, "channels": 1,
        "output_activation": "tanh", "lr": 2e-4}
 
 
-def _module(seed: int = 0) -> TinyG:
+def _module(tiny, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return TinyG(CFG)
+    return tiny.G(CFG)
 
 
-def _saved(tmp_path, name="G_10.pt", **kw):
-    module = _module()
+def _saved(tiny, tmp_path, name="G_10.pt", **kw):
+    module = _module(tiny)
     path = tmp_path / "runs" / "tiny" / name
-    digest = save_generator(path, architecture=kw.get("architecture", ARCH),
+    digest = save_generator(path, architecture=kw.get("architecture", tiny.name),
                             config=kw.get("config", CFG), state_dict=module.state_dict(),
                             iteration=kw.get("iteration", 10))
     return module, path, digest
 
 
-def test_round_trip_same_images(tmp_path):
-    module, path, digest = _saved(tmp_path)
+def test_round_trip_same_images(tiny, tmp_path):
+    module, path, digest = _saved(tiny, tmp_path)
     assert digest == sha256_file(path)
     assert [p.name for p in path.parent.iterdir()] == ["G_10.pt"]  # no temp files left
     g = load_generator(path, sha256=digest, device="cpu")
     assert isinstance(g, TorchGenerator)
     assert (g.num_classes, g.image_shape, g.latent_dim) == (2, (28, 28), 8)
-    assert g.meta["architecture"] == ARCH and g.meta["iteration"] == 10 and g.meta["config"] == CFG
+    assert g.meta["architecture"] == tiny.name and g.meta["iteration"] == 10 and g.meta["config"] == CFG
     direct = TorchGenerator(module, latent_dim=8, num_classes=2, image_shape=(28, 28), device="cpu")
     assert g.sample(16, seed=3).tobytes() == direct.sample(16, seed=3).tobytes()
     payload = read_checkpoint(path)
     assert payload["format"] == FORMAT and set(payload["state_dict"]) == set(module.state_dict())
 
 
-def test_rgb_config_gives_rgb_images(tmp_path):
+def test_rgb_config_gives_rgb_images(tiny, tmp_path):
     cfg = dict(CFG, channels=3, image_size=32)
     torch.manual_seed(0)
     path = tmp_path / "rgb.pt"
-    save_generator(path, architecture=ARCH, config=cfg, state_dict=TinyG(cfg).state_dict(), iteration=0)
+    save_generator(path, architecture=tiny.name, config=cfg, state_dict=tiny.G(cfg).state_dict(),
+                   iteration=0)
     x = load_generator(path, device="cpu").sample(3)
     assert x.shape == (3, 32, 32, 3) and x.dtype == np.uint8
 
 
-def test_save_refuses_bad_arguments_and_writes_nothing(tmp_path):
-    sd = _module().state_dict()
+def test_save_refuses_bad_arguments_and_writes_nothing(tiny, tmp_path):
+    sd = _module(tiny).state_dict()
     out = tmp_path / "x.pt"
     with pytest.raises(ValueError, match="lacks \\['image_size'\\]"):
-        save_generator(out, architecture=ARCH, config={k: v for k, v in CFG.items() if k != "image_size"},
+        save_generator(out, architecture=tiny.name,
+                       config={k: v for k, v in CFG.items() if k != "image_size"},
                        state_dict=sd, iteration=1)
     with pytest.raises(ValueError, match="JSON"):
-        save_generator(out, architecture=ARCH, config=dict(CFG, lr=object()), state_dict=sd, iteration=1)
+        save_generator(out, architecture=tiny.name, config=dict(CFG, lr=object()), state_dict=sd,
+                       iteration=1)
     with pytest.raises(ValueError, match="iteration"):
-        save_generator(out, architecture=ARCH, config=CFG, state_dict=sd, iteration=-1)
+        save_generator(out, architecture=tiny.name, config=CFG, state_dict=sd, iteration=-1)
     with pytest.raises(ValueError, match="expected a tensor"):
-        save_generator(out, architecture=ARCH, config=CFG, state_dict={"w": [1.0]}, iteration=1)
+        save_generator(out, architecture=tiny.name, config=CFG, state_dict={"w": [1.0]}, iteration=1)
     with pytest.raises(ValueError, match="architecture"):
         save_generator(out, architecture="", config=CFG, state_dict=sd, iteration=1)
     assert list(tmp_path.iterdir()) == []
@@ -109,15 +81,15 @@ def test_missing_file(tmp_path):
         load_generator(tmp_path / "G_404.pt")
 
 
-def test_sha256_mismatch(tmp_path):
-    _, path, digest = _saved(tmp_path)
+def test_sha256_mismatch(tiny, tmp_path):
+    _, path, digest = _saved(tiny, tmp_path)
     with pytest.raises(ValueError, match="changed or replaced"):
         load_generator(path, sha256="0" * 64, device="cpu")
     assert load_generator(path, sha256=digest, device="cpu").num_classes == 2
 
 
-def test_truncated_and_corrupt_files(tmp_path):
-    _, path, _ = _saved(tmp_path)
+def test_truncated_and_corrupt_files(tiny, tmp_path):
+    _, path, _ = _saved(tiny, tmp_path)
     data = path.read_bytes()
     for cut in (len(data) // 2, 100, 0):
         bad = tmp_path / f"cut{cut}.pt"
@@ -155,14 +127,14 @@ class _Custom:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_pickle_with_code_is_refused_and_not_run(tmp_path):
+def test_pickle_with_code_is_refused_and_not_run(tiny, tmp_path):
     marker = tmp_path / "pwned"
-    sd = _module().state_dict()
+    sd = _module(tiny).state_dict()
     evil_payloads = {
-        "reduce_in_state": {"format": FORMAT, "architecture": ARCH, "config": CFG,
+        "reduce_in_state": {"format": FORMAT, "architecture": tiny.name, "config": CFG,
                             "state_dict": dict(sd, extra=_Evil(marker)), "iteration": 1},
         "reduce_top": _Evil(marker),
-        "custom_class": {"format": FORMAT, "architecture": ARCH, "config": CFG,
+        "custom_class": {"format": FORMAT, "architecture": tiny.name, "config": CFG,
                          "state_dict": sd, "iteration": 1, "note": _Custom()},
     }
     for name, payload in evil_payloads.items():
@@ -180,10 +152,10 @@ def test_pickle_with_code_is_refused_and_not_run(tmp_path):
     assert not marker.exists()
 
 
-def test_unknown_format_and_bare_state_dict(tmp_path):
-    module = _module()
+def test_unknown_format_and_bare_state_dict(tiny, tmp_path):
+    module = _module(tiny)
     other = tmp_path / "other.pt"
-    torch.save({"format": "someone-else/3", "architecture": ARCH, "config": CFG,
+    torch.save({"format": "someone-else/3", "architecture": tiny.name, "config": CFG,
                 "state_dict": module.state_dict(), "iteration": 0}, other)
     with pytest.raises(ValueError, match="someone-else/3"):
         load_generator(other, device="cpu")
@@ -192,32 +164,32 @@ def test_unknown_format_and_bare_state_dict(tmp_path):
     with pytest.raises(ValueError, match="bare state_dict.*save_generator"):
         load_generator(bare, device="cpu")
     incomplete = tmp_path / "incomplete.pt"
-    torch.save({"format": FORMAT, "architecture": ARCH, "config": CFG}, incomplete)
+    torch.save({"format": FORMAT, "architecture": tiny.name, "config": CFG}, incomplete)
     with pytest.raises(ValueError, match="lacks \\['state_dict', 'iteration'\\]"):
         load_generator(incomplete, device="cpu")
 
 
-def test_unknown_architecture(tmp_path):
-    _, path, _ = _saved(tmp_path, architecture="no-such-gan")
+def test_unknown_architecture(tiny, tmp_path):
+    _, path, _ = _saved(tiny, tmp_path, architecture="no-such-gan")
     with pytest.raises(ValueError, match="'no-such-gan'.*register_architecture") as info:
         load_generator(path, device="cpu")
-    assert ARCH in str(info.value)  # lists the known architectures
+    assert tiny.name in str(info.value)  # lists the known architectures
 
 
-def test_state_dict_not_matching_architecture(tmp_path):
-    sd = _module().state_dict()
+def test_state_dict_not_matching_architecture(tiny, tmp_path):
+    sd = _module(tiny).state_dict()
     wrong_shape = dict(CFG, latent_dim=4)  # stored config builds a smaller network than the weights
     path = tmp_path / "shape.pt"
-    save_generator(path, architecture=ARCH, config=wrong_shape, state_dict=sd, iteration=1)
+    save_generator(path, architecture=tiny.name, config=wrong_shape, state_dict=sd, iteration=1)
     with pytest.raises(ValueError, match="do not match architecture.*size mismatch"):
         load_generator(path, device="cpu")
     missing = tmp_path / "missing.pt"
-    save_generator(missing, architecture=ARCH, config=CFG,
+    save_generator(missing, architecture=tiny.name, config=CFG,
                    state_dict={k: v for k, v in sd.items() if k != "fc.bias"}, iteration=1)
     with pytest.raises(ValueError, match="Missing key"):
         load_generator(missing, device="cpu")
     extra = tmp_path / "extra.pt"
-    save_generator(extra, architecture=ARCH, config=CFG, state_dict=dict(sd, bogus=torch.zeros(1)),
+    save_generator(extra, architecture=tiny.name, config=CFG, state_dict=dict(sd, bogus=torch.zeros(1)),
                    iteration=1)
     with pytest.raises(ValueError, match="Unexpected key"):
         load_generator(extra, device="cpu")

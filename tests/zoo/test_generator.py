@@ -250,7 +250,7 @@ def test_callable_generator_bad_refs_and_outputs(foreign_module):
     with pytest.raises(ValueError, match="image_shape"):
         CallableGenerator(ref, num_classes=2, image_shape=(6, 6))
     g = CallableGenerator(ref, num_classes=2, image_shape=(5, 5), dtype="float32")
-    with pytest.raises(ValueError, match="dtype float32, expected uint8"):
+    with pytest.raises(ValueError, match="sample\\(\\) must be uint8 in \\[0, 255\\], got dtype float32"):
         g.sample(3)
     g = CallableGenerator(ref, num_classes=2, image_shape=(5, 5), extra=1)
     with pytest.raises(ValueError, match="returned shape \\(4, 5, 5\\), expected \\(3, 5, 5\\)"):
