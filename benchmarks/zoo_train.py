@@ -65,7 +65,7 @@ def worker(args: argparse.Namespace) -> dict:
     from ensemble.data import load_medmnist
     from zoo.config import build_config
     from zoo.device import resolve_device
-    from zoo.nets.progan import NUM_GROWTHS
+    from zoo.nets.blocks import resolution_plan
     from zoo.trainer import GANTrainer
 
     if args.threads:
@@ -82,7 +82,8 @@ def worker(args: argparse.Namespace) -> dict:
         trainer = GANTrainer(args.worker, cfg, ds.images, ds.labels, seed=0, run="bench",
                              device=device)
         if "stage_iters" in cfg:  # time the full-resolution stage
-            trainer.iteration = (1 + 2 * NUM_GROWTHS) * cfg["stage_iters"]
+            growths = resolution_plan(cfg["image_size"])[1]
+            trainer.iteration = (1 + 2 * growths) * cfg["stage_iters"]
         for _ in range(args.warmup):
             trainer.step()
         if device.type == "cuda":

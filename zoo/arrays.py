@@ -6,7 +6,27 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_images", "check_training_images", "check_labels"]
+__all__ = ["TRAINING_SIZES", "check_image_size", "check_images", "check_training_images",
+           "check_labels"]
+
+#: Image sides (px) the zoo's families train at: every net derives its depth from the side
+#: (:func:`zoo.nets.blocks.resolution_plan`: 28 and 32 from a 7 / 8 px map in two 2x stages, 64 in three).
+TRAINING_SIZES = (28, 32, 64)
+
+
+def _sizes_text(unit: str) -> str:
+    """``"28, 32 or 64 px"`` (``unit="px"``) or ``"28x28, 32x32 or 64x64"`` (``unit="x"``)."""
+    names = [f"{s}x{s}" if unit == "x" else str(s) for s in TRAINING_SIZES]
+    text = ", ".join(names[:-1]) + f" or {names[-1]}"
+    return text + (" px" if unit == "px" else "")
+
+
+def check_image_size(image_size: Any) -> int:
+    """``image_size`` if the zoo's families train at it (:data:`TRAINING_SIZES`), else a ValueError."""
+    if isinstance(image_size, bool) or image_size not in TRAINING_SIZES:
+        raise ValueError(f"image_size {image_size!r} is not supported; the zoo's families train at "
+                         f"{_sizes_text('px')} (resize the images to one of these)")
+    return int(image_size)
 
 
 def check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
@@ -33,12 +53,12 @@ def check_images(images: np.ndarray, name: str = "images") -> np.ndarray:
 
 
 def check_training_images(images: Any) -> np.ndarray:
-    """:func:`check_images`, and square 28 or 32 px: the sizes the zoo's families train at."""
+    """:func:`check_images`, and square at one of :data:`TRAINING_SIZES` (28, 32 or 64 px)."""
     images = check_images(images)
     h, w = images.shape[1:3]
-    if h != w or h not in (28, 32):
-        raise ValueError(f"images are {h}x{w}, but the zoo trains on 28x28 or 32x32 images; "
-                         "resize them first (e.g. MedMNIST at size 28)")
+    if h != w or h not in TRAINING_SIZES:
+        raise ValueError(f"images are {h}x{w}, but the zoo trains on {_sizes_text('x')} images; "
+                         "resize them first (e.g. MedMNIST at size 28 or 64)")
     return images
 
 

@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 
 from torch import nn
 
+from .arrays import check_image_size
+
 __all__ = [
     "Registry",
     "list_registries",
@@ -231,8 +233,7 @@ def resolve_config(name: str, config: Mapping[str, Any]) -> dict:
             f"config for {arch.name!r} lacks {missing}; pass e.g. "
             "{'num_classes': 2, 'image_size': 28, 'channels': 1}"
         )
-    if cfg["image_size"] not in (28, 32):
-        raise ValueError(f"image_size must be 28 or 32, got {cfg['image_size']!r}")
+    check_image_size(cfg["image_size"])
     if cfg["channels"] not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {cfg['channels']!r}")
     if not isinstance(cfg["num_classes"], int) or cfg["num_classes"] < 1:

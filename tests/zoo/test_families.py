@@ -69,18 +69,22 @@ def test_family_on_32px_rgb(name, pneumonia_small, tmp_path):
 
 def test_progan_schedule():
     s = 4
-    assert [progan_schedule(it, s) for it in (1, 4)] == [(0, 1.0), (0, 1.0)]
+    assert [progan_schedule(it, s, 2) for it in (1, 4)] == [(0, 1.0), (0, 1.0)]
     # fade-in of stage 1 over iterations 5..8, then stable 9..12
-    assert [progan_schedule(it, s) for it in (5, 6, 8, 9, 12)] == [
+    assert [progan_schedule(it, s, 2) for it in (5, 6, 8, 9, 12)] == [
         (1, 0.25), (1, 0.5), (1, 1.0), (1, 1.0), (1, 1.0)]
-    assert progan_schedule(13, s) == (2, 0.25)
-    assert progan_schedule(20, s) == (2, 1.0)
-    assert progan_schedule(10**6, s) == (2, 1.0)
-    alphas = [progan_schedule(it, s)[1] for it in range(1, 30)]
-    stages = [progan_schedule(it, s)[0] for it in range(1, 30)]
+    assert progan_schedule(13, s, 2) == (2, 0.25)
+    assert progan_schedule(20, s, 2) == (2, 1.0)
+    assert progan_schedule(10**6, s, 2) == (2, 1.0)
+    alphas = [progan_schedule(it, s, 2)[1] for it in range(1, 30)]
+    stages = [progan_schedule(it, s, 2)[0] for it in range(1, 30)]
     assert stages == sorted(stages) and all(0 < a <= 1 for a in alphas)
+    # 64 px grows once more: 8 -> 16 -> 32 -> 64, the last fade-in over iterations 21..24
+    assert progan_schedule(20, s, 3) == (2, 1.0)
+    assert [progan_schedule(it, s, 3) for it in (21, 24, 28)] == [(3, 0.25), (3, 1.0), (3, 1.0)]
+    assert progan_schedule(10**6, s, 3) == (3, 1.0)
     with pytest.raises(ValueError, match="stage_iters"):
-        progan_schedule(1, 0)
+        progan_schedule(1, 0, 2)
 
 
 def test_progan_fade_in_blends_resolutions():

@@ -128,7 +128,8 @@ def test_output_activation_none_is_unbounded():
 def test_create_generator_needs_data_keys():
     with pytest.raises(ValueError, match="lacks.*num_classes"):
         zoo.create_generator("dcgan", {"image_size": 28, "channels": 1})
-    with pytest.raises(ValueError, match="image_size must be 28 or 32"):
-        zoo.create_generator("dcgan", {"num_classes": 2, "image_size": 64, "channels": 1})
+    for size in (48, 16, 128, "64", True):  # one error naming the size and the supported ones
+        with pytest.raises(ValueError, match=f"image_size {size!r} is not supported.*28, 32 or 64 px"):
+            zoo.create_generator("dcgan", {"num_classes": 2, "image_size": size, "channels": 1})
     with pytest.raises(ValueError, match="channels must be 1 or 3"):
         zoo.create_generator("dcgan", {"num_classes": 2, "image_size": 28, "channels": 4})

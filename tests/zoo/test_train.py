@@ -27,7 +27,7 @@ def _weights(path):
 @pytest.mark.parametrize("kwargs,match", [
     ({"arch": "stylegan9"}, "unknown architecture 'stylegan9'.*dcgan"),
     ({"images": "float"}, "uint8.*float32"),
-    ({"images": "30px"}, "30x30.*28x28 or 32x32"),
+    ({"images": "30px"}, "30x30.*28x28, 32x32 or 64x64"),
     ({"images": "rgba"}, r"\(N, H, W\) or \(N, H, W, 3\).*4\)"),
     ({"labels": "short"}, "labels has 127 entries but there are 128 images"),
     ({"labels": "negative"}, "found -1"),

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from ..arrays import check_image_size
+
 __all__ = [
-    "base_size",
+    "resolution_plan",
     "upsample",
     "OutputActivation",
     "ConditionalBatchNorm2d",
@@ -21,16 +23,22 @@ __all__ = [
     "EqualConv2d",
     "EqualLinear",
     "label_maps",
+    "with_label_maps",
     "maybe_sn",
     "dcgan_init",
 ]
 
 
-def base_size(image_size: int) -> int:
-    """Side of the first feature map: two 2x upsamplings reach the image (7->28, 8->32)."""
-    if image_size not in (28, 32):
-        raise ValueError(f"image_size must be 28 or 32, got {image_size!r}")
-    return image_size // 4
+def resolution_plan(image_size: int) -> tuple[int, int]:
+    """``(s0, stages)``: side of the first feature map and the number of 2x resampling stages
+    between it and the image (the image halved while above 8 px: 28 -> 7 in 2 stages, 32 -> 8 in
+    2, 64 -> 8 in 3). Generators upsample ``stages`` times, discriminators downsample as often.
+    Unsupported sizes raise a ValueError naming the supported ones."""
+    side, stages = check_image_size(image_size), 0
+    while side > 8:
+        side //= 2
+        stages += 1
+    return side, stages
 
 
 def upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -174,6 +182,11 @@ def label_maps(labels: torch.Tensor, num_classes: int, size: int) -> torch.Tenso
     """One-hot labels as ``num_classes`` constant feature maps of side ``size``."""
     onehot = F.one_hot(labels, num_classes).to(torch.float32)
     return onehot[:, :, None, None].expand(-1, -1, size, size)
+
+
+def with_label_maps(x: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Images ``x`` with the one-hot label maps concatenated as extra channels (D's input)."""
+    return torch.cat([x, label_maps(labels, num_classes, x.shape[-1]).to(x.dtype)], dim=1)
 
 
 def dcgan_init(module: nn.Module) -> None:

@@ -1,4 +1,5 @@
-"""Progressive growing of GANs (Karras et al. 2018), class-conditional, 7->14->28 or 8->16->32.
+"""Progressive growing of GANs (Karras et al. 2018), class-conditional: 7->14->28, 8->16->32 or
+8->16->32->64 (one growth per 2x stage of :func:`.blocks.resolution_plan`).
 
 Training grows both nets one resolution at a time: ``stage_iters`` iterations at the base
 resolution, then per new resolution ``stage_iters`` iterations fading it in (``alpha`` 0 -> 1)
@@ -23,19 +24,20 @@ from .blocks import (
     MinibatchStd,
     OutputActivation,
     PixelNorm,
-    base_size,
+    resolution_plan,
     upsample,
 )
 from .common import common_defaults
 
-__all__ = ["progan_schedule", "ProGANGenerator", "ProGANDiscriminator", "NUM_GROWTHS"]
-
-#: Resolution doublings after the base stage (7->14->28, 8->16->32).
-NUM_GROWTHS = 2
+__all__ = ["progan_schedule", "ProGANGenerator", "ProGANDiscriminator"]
 
 
-def progan_schedule(iteration: int, stage_iters: int, growths: int = NUM_GROWTHS) -> tuple[int, float]:
+def progan_schedule(iteration: int, stage_iters: int, growths: int) -> tuple[int, float]:
     """``(stage, alpha)`` in force during training iteration ``iteration`` (1-based).
+
+    ``growths`` is the number of resolution doublings after the base stage (2 at 28 / 32 px:
+    7->14->28, 8->16->32; 3 at 64 px: 8->16->32->64), so the full schedule takes
+    ``(1 + 2 * growths) * stage_iters`` iterations.
 
     Stage 0 runs for ``stage_iters`` iterations; each later stage fades in over ``stage_iters``
     iterations (``alpha`` rising to 1) and then trains stable for ``stage_iters`` iterations.
@@ -54,9 +56,9 @@ def progan_schedule(iteration: int, stage_iters: int, growths: int = NUM_GROWTHS
     return stage, float(min(alpha, 1.0))
 
 
-def _channels(w: int) -> list[int]:
-    """Feature channels per stage (base, x2, x4 resolution)."""
-    return [2 * w, 2 * w, w]
+def _channels(w: int, growths: int) -> list[int]:
+    """Feature channels per stage: ``2w`` from the base resolution on, ``w`` at the image's."""
+    return [2 * w] * growths + [w]
 
 
 class _Progressive(nn.Module):
@@ -65,12 +67,13 @@ class _Progressive(nn.Module):
     def __init__(self, cfg: dict) -> None:
         super().__init__()
         self.stage_iters = int(cfg["stage_iters"])
+        self.s0, self.growths = resolution_plan(cfg["image_size"])
         self.register_buffer("stage", torch.zeros((), dtype=torch.long))
         self.register_buffer("alpha", torch.ones((), dtype=torch.float32))
 
     def set_iteration(self, iteration: int) -> None:
         """Move to the stage and fade-in ``alpha`` of training iteration ``iteration``."""
-        stage, alpha = progan_schedule(iteration, self.stage_iters)
+        stage, alpha = progan_schedule(iteration, self.stage_iters, self.growths)
         self.stage.fill_(stage)
         self.alpha.fill_(alpha)
 
@@ -83,9 +86,8 @@ class ProGANGenerator(_Progressive):
 
     def __init__(self, cfg: dict) -> None:
         super().__init__(cfg)
-        c = _channels(int(cfg["g_width"]))
+        c = _channels(int(cfg["g_width"]), self.growths)
         self.num_classes = int(cfg["num_classes"])
-        self.s0 = base_size(cfg["image_size"])
         self.c0 = c[0]
         cout = int(cfg["channels"])
         self.pn = PixelNorm()
@@ -94,9 +96,9 @@ class ProGANGenerator(_Progressive):
         self.blocks = nn.ModuleList(
             nn.ModuleList([EqualConv2d(c[k - 1], c[k], 3, padding=1),
                            EqualConv2d(c[k], c[k], 3, padding=1)])
-            for k in range(1, NUM_GROWTHS + 1)
+            for k in range(1, self.growths + 1)
         )
-        self.to_rgb = nn.ModuleList(EqualConv2d(c[k], cout, 1) for k in range(NUM_GROWTHS + 1))
+        self.to_rgb = nn.ModuleList(EqualConv2d(c[k], cout, 1) for k in range(self.growths + 1))
         self.act = OutputActivation(cfg["output_activation"])
 
     def _block(self, k: int, h: torch.Tensor) -> torch.Tensor:
@@ -120,8 +122,8 @@ class ProGANGenerator(_Progressive):
             low = upsample(self.to_rgb[stage - 1](prev))
             img = torch.lerp(low, img, alpha)
         img = self.act(img)
-        if stage < NUM_GROWTHS:
-            img = upsample(img, 2 ** (NUM_GROWTHS - stage))
+        if stage < self.growths:
+            img = upsample(img, 2 ** (self.growths - stage))
         return img
 
 
@@ -130,18 +132,17 @@ class ProGANDiscriminator(_Progressive):
 
     def __init__(self, cfg: dict) -> None:
         super().__init__(cfg)
-        c = _channels(int(cfg["d_width"]))
+        c = _channels(int(cfg["d_width"]), self.growths)
         cin = int(cfg["channels"])
-        s0 = base_size(cfg["image_size"])
-        self.from_rgb = nn.ModuleList(EqualConv2d(cin, c[k], 1) for k in range(NUM_GROWTHS + 1))
+        self.from_rgb = nn.ModuleList(EqualConv2d(cin, c[k], 1) for k in range(self.growths + 1))
         self.blocks = nn.ModuleList(
             nn.ModuleList([EqualConv2d(c[k], c[k], 3, padding=1),
                            EqualConv2d(c[k], c[k - 1], 3, padding=1)])
-            for k in range(1, NUM_GROWTHS + 1)
+            for k in range(1, self.growths + 1)
         )
         self.mbstd = MinibatchStd()
         self.final_conv = EqualConv2d(c[0] + 1, c[0], 3, padding=1)
-        self.fc = EqualLinear(c[0] * s0 * s0, c[0])
+        self.fc = EqualLinear(c[0] * self.s0 * self.s0, c[0])
         self.drop = nn.Dropout(float(cfg["dropout"])) if cfg["dropout"] > 0 else nn.Identity()
         self.head = EqualLinear(c[0], 1)
         self.embed = nn.Embedding(int(cfg["num_classes"]), c[0])
@@ -154,8 +155,8 @@ class ProGANDiscriminator(_Progressive):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         stage, alpha = self._progress()
-        if stage < NUM_GROWTHS:
-            x = F.avg_pool2d(x, 2 ** (NUM_GROWTHS - stage))
+        if stage < self.growths:
+            x = F.avg_pool2d(x, 2 ** (self.growths - stage))
         h = F.leaky_relu(self.from_rgb[stage](x), 0.2)
         if stage > 0:
             h = self._block(stage, h)
@@ -171,8 +172,8 @@ class ProGANDiscriminator(_Progressive):
 
 register_architecture(Architecture(
     name="progan",
-    description="Progressive GAN (Karras et al. 2018): grows 7->14->28 (or 8->16->32) with "
-                "fade-in every stage_iters iterations; pixel norm, minibatch stddev, equalised lr, "
+    description="Progressive GAN (Karras et al. 2018): grows 7->14->28, 8->16->32 or 8->16->32->64 "
+                "with fade-in every stage_iters iterations; pixel norm, minibatch stddev, equalised lr, "
                 "WGAN-GP loss with drift penalty; labels one-hot on z and projected in D.",
     build_generator=ProGANGenerator,
     build_discriminator=ProGANDiscriminator,
