@@ -6,11 +6,13 @@
 Each family is trained once (``zoo.train``, batch 64, seed 0, one torch thread, resumable: a
 second call with more iterations continues the saved runs) on the real training split, with a
 snapshot at every iteration count. Each snapshot draws 4,708 samples (the size of the training
-split; labels drawn uniformly) and is scored against the 4,708 real training images with a
+split; balanced labels, as :mod:`ensemble.label_fidelity` asks for them, so that a generator
+ignoring its labels scores 1/K) and is scored against the 4,708 real training images with a
 random ResNet-18 at 32 px, k = 5: d, density, coverage. *Label agreement* is the share of
 samples that a small CNN trained on the real training split (early-stopped on the real
-validation split; never the test split) assigns to their conditioning class; the classifier's
-own accuracy on the validation split is printed beside it. Also printed: training speed (it/s)
+validation split; never the test split; seeded by ``ensemble.seeds.label_classifier_seed(0)``)
+assigns to their conditioning class; the classifier's own accuracy on the validation split is
+printed beside it. Also printed: training speed (it/s)
 and the sample mean / std of pixel values against the real ones. A grid of 64 samples per family
 and snapshot (one row band per class) is written to ``--out`` beside a grid of real images.
 """
@@ -47,20 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
-    from ensemble.embed import Embedder
-    from ensemble.metrics import density_coverage, knn_radii, prepare_features
-
     import zoo
-    from ensemble.data import load_medmnist
+    from ensemble import Embedder, density_coverage, knn_radii, load_dataset
+    from ensemble.features import sample_labels
     from ensemble.grids import save_grid
     from ensemble.label_fidelity import fit_label_classifier, label_agreement
+    from ensemble.scoring import prepare_features
+    from ensemble.seeds import label_classifier_seed
 
     iterations = sorted(int(s) for s in args.iterations.split(","))
     families = [f for f in args.families.split(",") if f]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_medmnist("pneumoniamnist", split="train", root=args.data_root, download=False)
-    val = load_medmnist("pneumoniamnist", split="val", root=args.data_root, download=False)
+    train = load_dataset("pneumoniamnist", split="train", root=args.data_root)
+    val = load_dataset("pneumoniamnist", split="val", root=args.data_root)
 
     def sized(images: np.ndarray) -> np.ndarray:
         if args.image_size == 32:
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return images
 
     real, labels = sized(train.images), train.labels
-    judge = fit_label_classifier(real, labels, sized(val.images), val.labels, seed=0,
-                                 epochs=args.classifier_epochs, device=args.device)
+    judge = fit_label_classifier(real, labels, sized(val.images), val.labels,
+                                 seed=label_classifier_seed(0), epochs=args.classifier_epochs,
+                                 device=args.device)
     print(f"label classifier: small CNN on the training split, validation accuracy "
           f"{judge.val_accuracy:.3f}")
     embedder = Embedder("resnet18", weights="random", image_size=32, device=args.device,
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         rate = (iterations[-1] / seconds) if len(trained) == len(iterations) else float("nan")
         for it, gid in zip(iterations, ids, strict=True):
             gen = cat.load(gid, device=args.device)
-            y = rng.integers(0, train.num_classes, args.samples)
+            y = sample_labels(args.samples, train.num_classes, seed=1, per_class=True)
             x = gen.sample(args.samples, labels=y, seed=1)
             m = density_coverage(real=real_f, fake=embedder.embed(x, progress=False), k=5,
                                  real_radii=radii, precision_recall=False, device="cpu")

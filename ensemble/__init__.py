@@ -6,6 +6,7 @@ stages live in subpackages named for what they hold:
 - :mod:`ensemble.data`: real data (MedMNIST flags, npz files, ImageFolder trees);
 - :mod:`ensemble.features`: the timm embedder, its weight sources and the feature cache;
 - :mod:`ensemble.scoring`: exact k-NN density/coverage and the score tables (Intra-d / Inter-d);
+- :mod:`ensemble.label_fidelity`: each generator's label agreement (a classifier of real images);
 - :mod:`ensemble.search`: NSGA-II and friends over ensembles, rules that pick G*, saved results;
 - :mod:`ensemble.synthesis`: sampling an ensemble class-balanced and writing the dataset;
 - :mod:`ensemble.downstream`: train on synthetic, test on real;
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "density_coverage": "ensemble.scoring",
     "knn_radii": "ensemble.scoring",
     "d_score": "ensemble.scoring",
+    "label_agreement_table": "ensemble.label_fidelity",
     # search and selection
     "EnsembleSearch": "ensemble.search",
     "Ensemble": "ensemble.search",

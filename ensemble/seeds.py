@@ -29,11 +29,13 @@ __all__ = [
     "arms_seed",
     "split_seed",
     "member_sample_seed",
+    "label_classifier_seed",
+    "label_sample_seed",
 ]
 
 #: The stage names a seed can be derived for (a typo is an error, not a new stream of numbers).
 STAGES = ("real-subset", "zoo", "embedder", "score", "search", "export", "grid",
-          "downstream-arms", "split", "synth",
+          "downstream-arms", "split", "synth", "label-fidelity",
           # the studies' own design choices
           "fit-subset", "downstream-samples", "real-grid", "random-ensembles", "singles", "bootstrap")
 
@@ -94,3 +96,13 @@ def member_sample_seed(seed: int, name: str) -> int:
     """Seed of member ``name``'s images inside one synthetic set made with ``seed`` (``"order"``:
     the seed of the set's shuffle). A member's images do not depend on the other members."""
     return stage_seed(seed, "synth", name)
+
+
+def label_classifier_seed(root: int) -> int:
+    """Seed of the classifier of real images that judges label agreement (:mod:`ensemble.label_fidelity`)."""
+    return stage_seed(root, "label-fidelity", "classifier")
+
+
+def label_sample_seed(root: int, name: str) -> int:
+    """Seed of generator ``name``'s samples (and their labels) judged for label agreement."""
+    return stage_seed(root, "label-fidelity", "samples", name)

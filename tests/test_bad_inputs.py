@@ -377,6 +377,22 @@ def test_score_refuses_bad_settings(world, capsys, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_score_without_a_validation_split_says_there_is_no_label_agreement(world, capsys, tmp_path):
+    """Issue 17: no validation split to early-stop the label classifier on: the score command
+    says so and writes tables without label agreement (never a judge early-stopped on train)."""
+    arrays = {k: v for k, v in _mini_arrays().items() if not k.startswith("val_")}
+    data = _npz(tmp_path / "noval.npz", **arrays)
+    args = [a if a != world["data"] else data for a in world["score_args"]]
+    rc, out, err = run_cli(capsys, ["score", *args, "--out", tmp_path / "t.npz"])
+    assert rc == 0, err
+    assert "no label agreement: no validation split of" in out
+    from ensemble.scoring.tables import ScoreTables
+
+    assert ScoreTables.load(tmp_path / "t.npz").label_agreement is None
+    refused(capsys, ["score", *args, "--label-epochs", "-1", "--out", tmp_path / "u.npz"],
+            "--label-epochs must be 0")
+
+
 def test_score_refuses_unknown_generator_names(world, capsys, tmp_path):
     refused(capsys, ["score", *world["score_args"], "--names", "toy0@0,nosuch", "--out", tmp_path / "t.npz"],
             "nosuch")

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                    help="also search generators flagged as degenerate")
     p.add_argument("--n-per-class", type=int, default=None)
     p.add_argument("--no-downstream", action="store_true", help="skip the downstream comparison")
+    p.add_argument("--label-epochs", type=int, default=None,
+                   help="epochs of the small CNN that measures each generator's label agreement "
+                        "(profile default: quick 3, tiny 1, paper 20; 0 skips it)")
     from ensemble.parallel import add_backend_arguments
 
     add_backend_arguments(p)
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         backbone=args.backbone, weights=args.weights, rule=args.rule, n_per_class=args.n_per_class,
         objectives=None if args.objectives is None else tuple(x for x in args.objectives.split(",") if x),
         keep_degenerate=args.keep_degenerate or None,
-        downstream=False if args.no_downstream else None,
+        downstream=False if args.no_downstream else None, label_epochs=args.label_epochs,
         backend=args.backend, scheduler=args.scheduler, n_jobs=args.n_jobs,
     )
     t0 = time.perf_counter()

@@ -21,6 +21,13 @@ table (e.g. ``class-intra-d,coverage-overlap``), the P² pair products are skipp
 reference of the per-generator audit (``tables.memorisation``; ``--holdout none`` skips it, as
 does a dataset without a validation split).
 
+``--label-epochs N`` (default 3; 0 skips) also measures every generator's *label agreement*: the
+share of its samples (``--n-samples`` of them, balanced labels) that a small CNN trained on the
+real training split for up to N epochs, early-stopped on the real validation split, assigns to
+the class they were drawn for (:mod:`ensemble.label_fidelity`). A dataset without a validation
+split gets no label agreement, and a line says so. The per-generator summary (density,
+coverage, d, label agreement) is written beside the tables as ``<out>.csv`` and is in ``--json``.
+
 ``--backend dask --scheduler tcp://HOST:8786`` runs the sampling/embedding of each generator and
 the blocks of generator pairs on a Dask cluster (``--n-jobs N``: N local processes instead); the
 zoo and cache folders must then be shared by the workers (docs/cluster.md).
@@ -66,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
                         (args.image_size, "--image-size"), (args.batch_size, "--batch-size"),
                         (args.epochs, "--epochs")):
         _positive(value, flag)
+    if args.label_epochs < 0:
+        raise ValueError(f"--label-epochs must be 0 (no label agreement) or positive, got {args.label_epochs}")
     out = Path(args.out).expanduser()
     if out.suffix != ".npz":
         raise ValueError(f"--out {str(out)!r} must end in .npz (the score tables file)")
@@ -73,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     pairwise = any(o.needs_pairwise for o in resolve_objectives(args.objectives))
     catalog = Catalog(args.zoo, create=False)
     ds = load_dataset(args.dataset, split="train", root=args.data_root, size=args.size)
+    train_ds = ds
     train_images, train_labels = ds.images, ds.labels
     if args.subset is not None:  # as the pipeline does with n_real (a larger N shuffles)
         ds = ds.subset(args.subset, seed=real_subset_seed(args.seed))
@@ -108,7 +118,12 @@ def _run(args: argparse.Namespace) -> int:
             class_names=ds.class_names, backend=backend, pairwise=pairwise, holdout_images=holdout,
         )
     tables.meta.update({"dataset": ds.name, "zoo": str(catalog.zoo_dir)})
+    if args.label_epochs:
+        _label_agreement(args, tables, catalog, train_ds, n_samples=args.n_samples or len(ds))
     tables.save(out)
+    summary_csv = out.with_suffix(".csv")
+    table = tables.summary()
+    table.to_csv(summary_csv, index=False)
     elapsed = time.perf_counter() - t0
 
     d = list(tables.d)
@@ -130,11 +145,41 @@ def _run(args: argparse.Namespace) -> int:
         print(f"memorisation audit against {tables.memorisation.attrs['n_holdout']} held-out "
               f"{args.holdout} images: {len(tables.flagged)} generator(s) flagged"
               + (f" ({', '.join(tables.flagged)})" if tables.flagged else ""))
-    print(f"wrote {out}")
-    return {"tables": str(out), "n_generators": len(tables.names), "n_real": int(tables.n_real),
-            "k": int(tables.k), "seconds": round(elapsed, 3),
+    if tables.label_agreement is not None:
+        a = tables.meta["label_fidelity"]
+        print(f"label agreement: judge {a['model']} ({a['epochs_run']} epochs), validation accuracy "
+              f"{a['val_accuracy']:.4f}; generators from {tables.label_agreement.min():.4f} to "
+              f"{tables.label_agreement.max():.4f} (chance 1/K with balanced labels)")
+    print(f"wrote {out} and {summary_csv}")
+    return {"tables": str(out), "summary_csv": str(summary_csv), "n_generators": len(tables.names),
+            "n_real": int(tables.n_real), "k": int(tables.k), "seconds": round(elapsed, 3),
+            "generators": table.to_dict("records"),
+            "label_fidelity": tables.meta.get("label_fidelity"),
             "best": {"name": tables.names[best], "d": float(tables.d[best]),
                      "density": float(tables.density[best]), "coverage": float(tables.coverage[best])}}
+
+
+def _label_agreement(args: argparse.Namespace, tables, catalog, train_ds, *, n_samples: int) -> None:
+    """Attach every generator's label agreement to ``tables``, or say why there is none."""
+    from ensemble.data import load_dataset
+    from ensemble.label_fidelity import label_agreement_table
+
+    try:
+        val_ds = load_dataset(args.dataset, split="val", root=args.data_root, size=args.size)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"no label agreement: no validation split of {args.dataset} to early-stop its "
+              f"classifier on ({exc})")
+        return
+    if val_ds.images.shape == train_ds.images.shape and (val_ds.images == train_ds.images).all():
+        print(f"no label agreement: {args.dataset} has no separate validation split")
+        return
+    print(f"label agreement: training a small CNN on {len(train_ds)} real training images "
+          f"(up to {args.label_epochs} epochs, early-stopped on {len(val_ds)} validation images; "
+          "reused when cached)")
+    table = label_agreement_table(catalog, tables.names, train_ds, val_ds, n_samples=n_samples,
+                                  seed=args.seed, device=args.device, epochs=args.label_epochs,
+                                  cache_dir=args.cache_dir)
+    tables.add_label_agreement(table)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -170,6 +215,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--per-class", action="store_true", help="also build per-class score tables")
     p.add_argument("--holdout", choices=("val", "test", "none"), default="val",
                    help="real split of the memorisation audit's reference (default val; none: no audit)")
+    p.add_argument("--label-epochs", type=int, default=3,
+                   help="epochs of the small CNN that measures each generator's label agreement "
+                        "(trained on the training split, early-stopped on the validation split; "
+                        "default 3; 0 skips it)")
     p.add_argument("--cache-dir", default=None,
                    help="feature cache folder (default $GAN_ENSEMBLE_CACHE, else the user cache dir)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -39,6 +39,9 @@ class PipelineConfig:
     n_samples: int | None = None  # per generator; None = as many as real training images
     n_real: int | None = None  # real training images used for scoring; None = all
     k: int = 5
+    # label agreement of every generator (ensemble.label_fidelity): epochs of the small CNN judge,
+    # trained on the real training split and early-stopped on the validation split; 0 skips it
+    label_epochs: int = 3
     # search
     pop_size: int = 100
     n_gen: int = 200
@@ -92,14 +95,14 @@ PROFILES: dict[str, dict] = {
     "tiny": dict(families=("dcgan", "cgan"), iterations=6, snapshots=(3, 6), batch_size=32,
                  n_samples=200, n_real=400, pop_size=20, n_gen=10, n_per_class=40,
                  downstream_seeds=(0,), downstream_epochs=1, downstream_steps=None,
-                 downstream_warmup_steps=0, samples_per_epoch=128, n_random=1),
+                 downstream_warmup_steps=0, samples_per_epoch=128, n_random=1, label_epochs=1),
     # The reference protocol's sizes (METHOD.md): a GPU is advisable.
     "paper": dict(families=("dcgan", "lsgan", "wgan", "wgan-gp", "sngan", "acgan", "cgan", "progan"),
                   iterations=100_000, snapshots=(20_000, 40_000, 60_000, 80_000, 100_000),
                   batch_size=64, n_samples=None, n_per_class=None, downstream_model="resnet18-cifar",
                   downstream_seeds=tuple(range(20)), downstream_epochs=100, downstream_patience=10,
                   downstream_steps=None, downstream_min_steps=2000, downstream_warmup_steps=1850,
-                  samples_per_epoch=None, n_random=5, pop_size=100, n_gen=200),
+                  samples_per_epoch=None, n_random=5, pop_size=100, n_gen=200, label_epochs=20),
 }
 
 
@@ -122,6 +125,9 @@ def make_config(profile: str = "quick", **overrides) -> PipelineConfig:
     cfg = PipelineConfig(**values)
     if cfg.iterations <= 0:
         raise ValueError(f"iterations must be positive, got {cfg.iterations}")
+    if isinstance(cfg.label_epochs, bool) or not isinstance(cfg.label_epochs, int) or cfg.label_epochs < 0:
+        raise ValueError(f"label_epochs must be 0 (no label agreement) or a positive integer, "
+                         f"got {cfg.label_epochs!r}")
     if not cfg.snapshots or max(cfg.snapshots) > cfg.iterations:
         raise ValueError(f"snapshots {cfg.snapshots} must be within 1..iterations={cfg.iterations}")
     return cfg

@@ -55,6 +55,21 @@ def _memorisation_lines(tables, selected, out: Path) -> list[str]:
     return lines
 
 
+def _label_lines(tables) -> list[str]:
+    """What the label agreement column means and how its judge was trained ([] without it)."""
+    if tables.label_agreement is None:
+        return []
+    a = tables.meta.get("label_fidelity") or {}
+    acc = a.get("val_accuracy")
+    return [f"*label agreement*: share of a generator's {a.get('n_samples')} samples (labels "
+            f"{a.get('labels', 'balanced')}, so chance is 1/K) that a {a.get('model', 'small-cnn')} "
+            f"trained on the real training split ({a.get('epochs_run')} of up to {a.get('epochs')} "
+            "epochs, early-stopped on the real validation split; never the test split) assigns to "
+            "the class they were generated for. The classifier's own accuracy on the validation "
+            f"split, the ceiling for a faithful generator: "
+            f"{'n/a' if acc is None else format(float(acc), '.4f')}.", ""]
+
+
 def write_report(res, tables, search, selected) -> Path:
     """``report.md`` beside the figures: what each stage produced and how long it took."""
     from ensemble.version import __version__
@@ -79,11 +94,13 @@ def write_report(res, tables, search, selected) -> Path:
         "",
         f"## Zoo and scores ({tables.n_generators} generators)",
         "",
-        "Per-generator density, coverage and d against the real training images:",
+        "Per-generator density, coverage and d against the real training images"
+        + (", and label agreement" if tables.label_agreement is not None else "") + ":",
         "",
         markdown_table(single, floatfmt=".4f"),
         "",
     ]
+    lines += _label_lines(tables)
     reasons = tables.meta.get("degenerate") or {}
     excluded = set(getattr(search, "excluded_", []))
     if tables.degenerate_names:

@@ -150,6 +150,16 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
             tables.save(tables_path)
     res.paths["tables"] = tables_path
 
+    if cfg.label_epochs:
+        with _stage(res, timer, "labels") as st:
+            st.cached = _label_agreement(cfg, tables, tables_path, catalog, train_ds, val_ds,
+                                         len(score_ds), out)
+    else:
+        log.info("label agreement skipped (label_epochs=0)")
+        tables.label_agreement = None  # not reported from an earlier run with other settings
+    _write_csv(out / "tables.csv", tables.summary())  # one row per generator, as in report.md
+    res.paths["tables_csv"] = out / "tables.csv"
+
     with _stage(res, timer, "search"):
         search = EnsembleSearch(pop_size=cfg.pop_size, n_gen=cfg.n_gen, min_size=cfg.min_size,
                                 seed=seeds.search_seed(cfg.seed), objectives=tuple(cfg.objectives),
@@ -196,6 +206,25 @@ def _run(config: PipelineConfig, out_dir: str | os.PathLike, progress: bool, bac
 
     res.paths["report"] = write_report(res, tables, search, selected)
     return res
+
+
+def _label_agreement(cfg: PipelineConfig, tables, tables_path: Path, catalog, train_ds, val_ds,
+                     n_real: int, out: Path) -> bool:
+    """Attach every generator's label agreement to ``tables`` (saved again); True when the tables
+    already held it for these settings. Each generator draws as many samples as were scored."""
+    from ensemble.label_fidelity import label_agreement_table
+
+    key = cfg.digest("dataset", "families", "variants", "iterations", "snapshots", "batch_size",
+                     "n_samples", "n_real", "label_epochs", "seed")
+    if tables.label_agreement is not None and tables.meta.get("label_key") == key:
+        return True
+    table = label_agreement_table(catalog, tables.names, train_ds, val_ds,
+                                  n_samples=cfg.n_samples or n_real, seed=cfg.seed, device=cfg.device,
+                                  epochs=cfg.label_epochs, cache_dir=out / "cache")
+    tables.add_label_agreement(table)
+    tables.meta["label_key"] = key
+    tables.save(tables_path)
+    return False
 
 
 def _rule_context(cfg: PipelineConfig, catalog, train_ds, val_ds) -> dict:

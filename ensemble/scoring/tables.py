@@ -14,6 +14,8 @@ reasons in ``meta["degenerate"]``; see :mod:`ensemble.scoring.degenerate`).
 With held-out real features the tables also hold the memorisation audit
 (:mod:`ensemble.scoring.memorisation`): ``memorisation``, one row per generator, and every
 sample's nearest real image (``nn_dist``/``nn_index``, generators one after the other).
+With a label check (:func:`ensemble.label_fidelity.label_agreement_table`, attached by
+:meth:`ScoreTables.add_label_agreement`) they hold each generator's ``label_agreement``.
 
 This module holds the tables (fields, the objectives ``intra_d``/``inter_d``, subsets, the
 ``.npz`` file) and the two ways to make them, :func:`score_features` (from embeddings) and
@@ -66,6 +68,8 @@ class ScoreTables:
     (a DataFrame indexed by name, :data:`~ensemble.scoring.memorisation.MEMORISATION_COLUMNS`)
     or None when no held-out data was given; ``nn_dist``/``nn_index``: every sample's exact
     distance to its nearest real image and that image's index, generators in ``names`` order.
+    ``label_agreement``: (P,) share of each generator's samples that a classifier of real images
+    assigns to their conditioning class, or None (how it was measured: ``meta["label_fidelity"]``).
     """
 
     names: list[str]
@@ -89,6 +93,7 @@ class ScoreTables:
     memorisation: object = None  # pandas DataFrame or None (kept untyped: no pandas at import)
     nn_dist: np.ndarray | None = None
     nn_index: np.ndarray | None = None
+    label_agreement: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.names = [str(n) for n in self.names]
@@ -144,6 +149,8 @@ class ScoreTables:
                 if arr is not None and np.shape(arr) != (n_total,):
                     raise ValueError(f"score tables field {name} has shape {np.shape(arr)}, expected "
                                      f"({n_total},): one entry per generated sample")
+        if self.label_agreement is not None:
+            self.label_agreement = _shares(self.label_agreement, p)
         self._hits_f = None
         self._w = None
         self._class_hits_f = None
@@ -408,15 +415,32 @@ class ScoreTables:
             class_hits=None if self.class_hits is None else self.class_hits[:, idx],
             degenerate=self.degenerate[idx],
             memorisation=mem, nn_dist=nn_dist, nn_index=nn_index,
+            label_agreement=None if self.label_agreement is None else self.label_agreement[idx],
         )
 
+    def add_label_agreement(self, table) -> None:
+        """Attach :func:`ensemble.label_fidelity.label_agreement_table`'s result (a row per generator,
+        any order); its ``attrs`` (the judge's validation accuracy, epochs, ...) go to
+        ``meta["label_fidelity"]``."""
+        by_name = dict(zip(table["name"].astype(str), table["label_agreement"], strict=True))
+        missing = [n for n in self.names if n not in by_name]
+        if missing:
+            raise ValueError(f"label agreement table lacks generator(s) {missing[:8]}; compute it for "
+                             "every generator of the tables (names=tables.names)")
+        self.label_agreement = _shares([by_name[n] for n in self.names], len(self.names))
+        self.meta["label_fidelity"] = dict(getattr(table, "attrs", {}) or {})
+
     def summary(self):
-        """One row per generator: density, coverage, d against real, and whether it is degenerate."""
+        """One row per generator: density, coverage, d against real, label agreement (when the tables
+        hold it) and whether it is degenerate."""
         import pandas as pd
 
-        return pd.DataFrame({"name": self.names, "n_fake": self.n_fake, "density": self.density,
-                             "coverage": self.coverage, "d": self.d,
-                             "degenerate": self.degenerate}).sort_values("d", ascending=False)
+        cols = {"name": self.names, "n_fake": self.n_fake, "density": self.density,
+                "coverage": self.coverage, "d": self.d}
+        if self.label_agreement is not None:
+            cols["label_agreement"] = self.label_agreement
+        cols["degenerate"] = self.degenerate
+        return pd.DataFrame(cols).sort_values("d", ascending=False)
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
@@ -430,6 +454,8 @@ class ScoreTables:
             f"{prefix}pairwise": self.pairwise, f"{prefix}pairwise_directed": self.pairwise_directed,
             f"{prefix}degenerate": self.degenerate,
         }
+        if self.label_agreement is not None:  # additive: files without it load with None
+            out[f"{prefix}label_agreement"] = self.label_agreement
         if self.has_labels:
             out.update({f"{prefix}real_labels": self.real_labels, f"{prefix}class_counts": self.class_counts,
                         f"{prefix}class_n_fake": self.class_n_fake,
@@ -500,6 +526,7 @@ class ScoreTables:
                 density=a[f"{prefix}density"], coverage=a[f"{prefix}coverage"], d=a[f"{prefix}d"],
                 pairwise=a[f"{prefix}pairwise"], pairwise_directed=a[f"{prefix}pairwise_directed"],
                 meta=meta.get("meta", {}), degenerate=a.get(f"{prefix}degenerate"), **labelled,
+                label_agreement=a.get(f"{prefix}label_agreement"),
                 **cls._memorisation_from_arrays(a, prefix, names))
         for i, c in enumerate(meta.get("classes", [])):
             t.by_class[c] = cls._from_arrays(a, f"{prefix}class{i}__", path)
@@ -521,6 +548,15 @@ class ScoreTables:
     def __repr__(self) -> str:
         return (f"ScoreTables(P={self.n_generators}, n_real={self.n_real}, k={self.k}, "
                 f"best single d={self.d.max():.4f})")
+
+
+def _shares(values, p: int) -> np.ndarray:
+    """``values`` as a float64 (p,) array of shares in [0, 1] (the label agreement), else an error."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1)
+    if a.shape != (p,) or not np.isfinite(a).all() or (a < 0).any() or (a > 1).any():
+        raise ValueError(f"label agreement must be {p} shares in [0, 1] (one per generator), got "
+                         f"{a[:8]} (shape {a.shape}); recompute it with label_agreement_table")
+    return a
 
 
 def _jaccard(hits: np.ndarray) -> np.ndarray:

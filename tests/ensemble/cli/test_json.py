@@ -42,8 +42,17 @@ def test_every_command_prints_one_json_object(data_root, tmp_path, capsys):
 
     tables = tmp_path / "t.npz"
     r = _json(capsys, ["score", "--zoo", zoo, *data, "--n-samples", "60", "--subset", "200",
-                       "--device", "cpu", "--out", tables, "--json"])
+                       "--label-epochs", "1", "--device", "cpu", "--out", tables, "--json"])
     assert r["n_generators"] == 4 and r["best"]["name"] in names and tables.is_file()
+    # issue 17: every generator's label agreement beside density, coverage and d, in JSON and CSV
+    assert sorted(g["name"] for g in r["generators"]) == sorted(names)
+    assert all(0 <= g["label_agreement"] <= 1 and {"density", "coverage", "d"} <= set(g)
+               for g in r["generators"])
+    assert r["label_fidelity"]["epochs"] == 1 and r["label_fidelity"]["n_samples"] == 60
+    import pandas as pd
+
+    csv = pd.read_csv(r["summary_csv"])
+    assert sorted(csv["name"]) == sorted(names) and csv["label_agreement"].between(0, 1).all()
 
     r = _json(capsys, ["search", "--tables", tables, "--out", tmp_path / "s", "--pop-size", "8",
                        "--n-gen", "3", "--json"])

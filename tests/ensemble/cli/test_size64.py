@@ -51,7 +51,7 @@ def test_stage_commands_at_64_px(root64, tmp_path, monkeypatch, capsys):
         return json.loads(capsys.readouterr().out)
 
     r = run(["score", "--zoo", cat.zoo_dir, *data, "--n-samples", "80", "--subset", "300",
-             "--device", "cpu", "--out", tmp_path / "t.npz"])
+             "--label-epochs", "0", "--device", "cpu", "--out", tmp_path / "t.npz"])
     assert r["n_real"] == 300 and r["n_generators"] == 3
     run(["search", "--tables", tmp_path / "t.npz", "--out", tmp_path / "s", "--pop-size", "8", "--n-gen", "3"])
     sel = tmp_path / "s" / "selected.json"

@@ -231,7 +231,7 @@ def test_score_cli_writes_tables(zoo, data_root, tmp_path, capsys):
     out = tmp_path / "tables.npz"
     argv = ["score", "--zoo", str(tmp_path / "zoo"), "--dataset", "pneumoniamnist", "--data-root",
             str(data_root), "--backbone", "test_resnet", "--subset", "64", "--n-samples", "32",
-            "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--out", str(out)]
+            "--label-epochs", "0", "--cache-dir", str(tmp_path / "c"), "--device", "cpu", "--out", str(out)]
     args = parser.parse_args(argv)
     assert isinstance(args.func(args), dict)  # the command's result (printed by main with --json)
     text = capsys.readouterr().out

@@ -35,7 +35,7 @@ def test_pipeline_produces_every_artefact(tiny_run):
     report = (out / "report.md").read_text()
     assert "roc_auc" in report and "threshold: chosen on the real validation split" in report
     assert "| zoo |" in report and "G\\*" in report and "figures/pareto.png" in report
-    assert set(res.timings) == {"data", "zoo", "score", "search", "export", "downstream"}
+    assert set(res.timings) == {"data", "zoo", "score", "labels", "search", "export", "downstream"}
 
 
 def test_pipeline_search_files_read_back(tiny_run):
@@ -52,7 +52,7 @@ def test_pipeline_search_files_read_back(tiny_run):
 def test_second_run_reuses_every_stage(tiny_run, data_root):
     out, first = tiny_run
     res = run_pipeline(make_config("tiny", data_root=str(data_root), device="cpu"), out, progress=False)
-    assert res.cached["zoo"] and res.cached["score"] and res.cached["downstream"]
+    assert res.cached["zoo"] and res.cached["score"] and res.cached["labels"] and res.cached["downstream"]
     assert res.selected.members == first.selected.members
 
 
@@ -74,6 +74,44 @@ def test_refused_rerun_changes_nothing_on_disk(tiny_run, data_root, capsys):
     assert "--seed" in err and "--iterations" in err and "new --out" in err
     assert (out / "config.json").read_text() == config_text
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def _markdown_table_after(text: str, heading_line: str) -> pd.DataFrame:
+    """The first markdown table after the line that starts with ``heading_line``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading_line))
+    first = next(i for i in range(start, len(lines)) if lines[i].startswith("|"))
+    rows = []
+    for line in lines[first:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return pd.DataFrame(rows[2:], columns=rows[0])
+
+
+def test_every_generator_has_its_label_agreement(tiny_run):
+    """Issue 17: label agreement beside density, coverage and d in the tables, tables.csv and report."""
+    from ensemble.scoring.tables import ScoreTables
+
+    out, res = tiny_run
+    tables = ScoreTables.load(out / "tables.npz")
+    la = tables.label_agreement
+    assert la is not None and la.shape == (tables.n_generators,) and ((la >= 0) & (la <= 1)).all()
+    info = tables.meta["label_fidelity"]
+    assert info["epochs"] == res.config.label_epochs == 1 and info["labels"] == "balanced"
+    assert 0.5 < info["val_accuracy"] <= 1 and info["n_samples"] == res.config.n_samples
+    summary = tables.summary()
+    assert ["density", "coverage", "d", "label_agreement"] == [
+        c for c in summary.columns if c in ("density", "coverage", "d", "label_agreement")]
+    csv = pd.read_csv(out / "tables.csv").set_index("name")
+    assert sorted(csv.index) == sorted(tables.names)
+    np.testing.assert_allclose(csv.loc[tables.names, "label_agreement"], la)
+    report = (out / "report.md").read_text()
+    table = _markdown_table_after(report, "Per-generator density, coverage and d")
+    assert "label_agreement" in table.columns and sorted(table["name"]) == sorted(tables.names)
+    values = table["label_agreement"].astype(float)
+    assert values.between(0, 1).all()
+    assert "*label agreement*" in report and f"{info['val_accuracy']:.4f}" in report
 
 
 def test_report_names_objectives_rule_and_degenerate_members(tiny_run):

@@ -133,7 +133,8 @@ def test_cli_score_and_zoo_train_take_backend_flags(cluster, toy_zoo, data_root,
     addr = cluster[0].scheduler_address
     common = ["score", "--zoo", str(toy_zoo.zoo_dir), "--dataset", "pneumoniamnist", "--data-root",
               str(data_root), "--backbone", "test_resnet", "--subset", "48", "--n-samples", "24",
-              "--k", "3", "--device", "cpu", "--top", "0", "--cache-dir", str(tmp_path / "c")]
+              "--k", "3", "--device", "cpu", "--top", "0", "--label-epochs", "0",
+              "--cache-dir", str(tmp_path / "c")]
     sys.path.insert(0, str(HERE))
     try:
         assert main([*common, "--out", str(tmp_path / "b.npz"), "--backend", "dask",

@@ -321,3 +321,31 @@ def test_tables_identical_with_the_block_kernel(features, tables, monkeypatch, b
                          with_kernel)
     assert calls and not any(calls)
     _assert_tables_equal(with_kernel, tables)
+
+
+def test_label_agreement_column_round_trips_and_is_checked(features, tmp_path):
+    """Issue 17: tables carry each generator's label agreement (summary, subset, file); bad values
+    and a table missing a generator are refused."""
+    import pandas as pd
+
+    real, fakes = features
+    t = ScoreTables.from_features(real, fakes, k=K, progress=False)
+    assert t.label_agreement is None and "label_agreement" not in t.summary().columns
+    values = {n: 0.1 * (i + 1) for i, n in enumerate(reversed(t.names))}
+    table = pd.DataFrame({"name": list(values), "label_agreement": list(values.values())})
+    table.attrs.update({"val_accuracy": 0.9, "epochs": 3})
+    t.add_label_agreement(table)
+    assert t.label_agreement.tolist() == [values[n] for n in t.names]
+    assert t.meta["label_fidelity"] == {"val_accuracy": 0.9, "epochs": 3}
+    s = t.summary().set_index("name")
+    assert list(s.columns) == ["n_fake", "density", "coverage", "d", "label_agreement", "degenerate"]
+    assert s["label_agreement"].to_dict() == pytest.approx(values)
+    assert t.subset(["c", "zeta@20"]).label_agreement.tolist() == [values["c"], values["zeta@20"]]
+    back = ScoreTables.load(t.save(tmp_path / "t.npz"))
+    np.testing.assert_array_equal(back.label_agreement, t.label_agreement)
+    assert back.meta["label_fidelity"]["val_accuracy"] == 0.9
+    with pytest.raises(ValueError, match="lacks generator"):
+        t.add_label_agreement(table.iloc[1:])
+    with pytest.raises(ValueError, match=r"shares in \[0, 1\]"):
+        t.add_label_agreement(table.assign(label_agreement=1.5))
+    assert t.label_agreement.tolist() == [values[n] for n in t.names]  # unchanged by the refusals
