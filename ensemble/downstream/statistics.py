@@ -100,15 +100,29 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def paired_t_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test at level ``alpha`` with ``n`` pairs when the true mean
-    difference is ``effect`` standard deviations of the differences (Cohen's d_z)."""
-    from scipy import stats
+    difference is ``effect`` standard deviations of the differences (Cohen's d_z).
+
+    The statistic is T = (Z + nc) / sqrt(V / df) with nc = effect * sqrt(n), Z standard normal and
+    V chi-squared with df = n - 1 degrees of freedom, so the power is the expectation over V of
+    Phi(nc - c s) + Phi(-nc - c s), s = sqrt(V / df), c the critical t. It is integrated with
+    ``scipy.integrate.quad`` rather than read from ``scipy.stats.nct``, whose tails return NaN for
+    large non-centralities on some builds (df = 1, nc > 10).
+    """
+    from scipy import integrate, stats
 
     if n < 2:
         return float("nan")
     df = n - 1
-    crit = stats.t.ppf(1 - alpha / 2, df)
-    nc = float(effect) * math.sqrt(n)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    nc = abs(float(effect)) * math.sqrt(n)
+
+    def integrand(v: float) -> float:
+        s = crit * math.sqrt(v / df)
+        return float(stats.chi2.pdf(v, df) * (stats.norm.cdf(nc - s) + stats.norm.cdf(-nc - s)))
+
+    lo, hi = stats.chi2.ppf([1e-12, 1 - 1e-12], df)
+    value, _ = integrate.quad(integrand, float(lo), float(hi), limit=200, epsabs=1e-12)
+    return float(min(1.0, max(0.0, value)))
 
 
 def detectable_difference(n: int, sd: float = 1.0, alpha: float = ALPHA, power: float = 0.8) -> float:
