@@ -115,13 +115,13 @@ class StudyConfig:
     validated_k: int = 8
     downstream_model: str = "small-cnn"
     seeds: int = 10
-    epochs: int = 8
-    patience: int = 3
-    lr_patience: int = 2
-    samples_per_epoch: int | None = 2354
+    epochs: int = 6
+    patience: int = 2
+    lr_patience: int = 1
+    samples_per_epoch: int | None = 1200
     n_per_class: int = 1000  # images per class sampled from each generator per seed
     n_random: int = 5
-    n_singles: int | None = 6
+    n_singles: int | None = 4
     n_boot: int = 10_000
     jobs: int = 2
     threads_per_job: int = 1
@@ -249,7 +249,7 @@ class Study:
             path, key = self.out / f"tables_{w}.npz", c.key(*key_fields) + ":" + w
             if path.exists():
                 t = ScoreTables.load(path)
-                if t.meta.get("study_key") == key and t.names == self.names:
+                if t.meta.get("study_key") == key and t.names == self.names and t.class_hits is not None:
                     self.tables[w] = t
                     continue
             emb = Embedder(backbone=c.backbone, weights=w, image_size=c.image_size, channels="replicate",
@@ -262,11 +262,12 @@ class Study:
             with self.log.stage(f"embed {w}") as st:
                 fs = compute_features(self.catalog, self.score_real.images, emb, names=self.names,
                                       n_samples=c.n_samples, seed=seeds.score_seed(c.seed), cache=self.cache_dir,
-                                      progress=True)
+                                      real_labels=self.score_real.labels, progress=True)
                 st.note = f"{len(self.names)} generators x {fs.meta['n_samples']} + {len(fs.real)} real images"
             with self.log.stage(f"tables {w}") as st:
                 meta = dict(fs.meta, k=c.k, seed=seeds.score_seed(c.seed), study_key=key)
-                t = ScoreTables.from_features(fs.real, fs.fake, k=c.k, meta=meta, device=c.device, progress=True)
+                t = ScoreTables.from_features(fs.real, fs.fake, k=c.k, meta=meta, device=c.device, progress=True,
+                                              real_labels=fs.real_labels, fake_labels=fs.fake_labels)
                 t.save(path)
                 st.note = f"{len(self.names)} generators vs real + every pair, n = {fs.meta['n_samples']}"
             self.tables[w] = t

@@ -92,7 +92,7 @@ def test_report_names_every_setting_that_departs_from_the_defaults(study, tmp_pa
     budget = tmp_path / "budget.json"
     budget.write_text(json.dumps({"iterations": 1000, "patience": 4}))
     text = line(["--config", str(budget), "--n-singles", "8"])
-    assert "`iterations` = 1000 (script default: 1200)" in text and "`patience` = 4 (script default: 3)" in text
+    assert "`iterations` = 1000 (script default: 1200)" in text and "`patience` = 4 (script default: 2)" in text
     assert "jobs" not in text
 
 
