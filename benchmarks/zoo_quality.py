@@ -1,7 +1,7 @@
 """Quality of every zoo family at CPU budgets on real PneumoniaMNIST (issue 17's yardstick).
 
     python benchmarks/zoo_quality.py --data-root /path/to/data --out /tmp/zoo_quality \
-        [--iterations 500,1000,2000] [--families dcgan,lsgan] [--image-size 28]
+        [--iterations 500,1000,2000] [--families dcgan,lsgan] [--image-size 28|32|64]
 
 Each family is trained once (``zoo.train``, batch 64, seed 0, one torch thread, resumable: a
 second call with more iterations continues the saved runs) on the real training split, with a
@@ -38,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", default="500,1000,2000",
                     help="snapshot iteration counts, comma-separated")
     ap.add_argument("--families", default=",".join(FAMILIES))
-    ap.add_argument("--image-size", type=int, default=28, choices=(28, 32),
-                    help="32 pads the 28 px images by 2 px (edge values)")
+    ap.add_argument("--image-size", type=int, default=28, choices=(28, 32, 64),
+                    help="32 pads the 28 px images by 2 px (edge values); 64 reads the MedMNIST+ "
+                         "file pneumoniamnist_64.npz from the data folder")
     ap.add_argument("--samples", type=int, default=4708, help="samples per snapshot")
     ap.add_argument("--classifier-epochs", type=int, default=20,
                     help="epochs of the label classifier (early-stopped on validation)")
@@ -61,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     families = [f for f in args.families.split(",") if f]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_dataset("pneumoniamnist", split="train", root=args.data_root)
-    val = load_dataset("pneumoniamnist", split="val", root=args.data_root)
+    size = 64 if args.image_size == 64 else None
+    train = load_dataset("pneumoniamnist", split="train", root=args.data_root, size=size)
+    val = load_dataset("pneumoniamnist", split="val", root=args.data_root, size=size)
 
     def sized(images: np.ndarray) -> np.ndarray:
         if args.image_size == 32:
