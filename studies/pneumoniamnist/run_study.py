@@ -81,6 +81,14 @@ RULES = ("max-fidelity", "knee", "validated")
 BASELINES = ("best single (val)", "best single (d, {w})", "equal samples |E|={size}", "mean single",
              "naive (all pooled)", "random |E|={size}")
 
+# Every change to the design after it was first written down, with its date and reason; the report
+# lists them. None may follow the first downstream result.
+DESIGN_CHANGES: tuple[str, ...] = (
+    "2026-12-03, before any downstream result: the downstream schedule was cut from up to 8 epochs of "
+    "2,354 draws (patience 3, LR patience 2) to 6 epochs of 1,200 draws (patience 2, LR patience 1), and "
+    "the sampled singles from 6 to 4, so that the study fits the session's CPU time (2 cores, ~2.5 h).",
+)
+
 DEFAULT_RUNS: tuple[dict, ...] = (
     {"arch": "acgan"}, {"arch": "acgan", "diffaug": True}, {"arch": "acgan", "lr": 0.0001},
     {"arch": "sngan"}, {"arch": "sngan", "diffaug": True}, {"arch": "sngan", "ema": 0.999},
@@ -190,6 +198,7 @@ class Study:
         self.started = time.strftime("%Y-%m-%d %H:%M:%S")
         self.load_start = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
         self.backend = LocalBackend(cfg.jobs)
+        self.design_changes = () if cfg.smoke else DESIGN_CHANGES
 
     def check_config(self) -> None:
         """Refuse an --out folder that holds a study with other result-changing settings."""

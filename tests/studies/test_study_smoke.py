@@ -94,6 +94,10 @@ def test_report_names_every_setting_that_departs_from_the_defaults(study, tmp_pa
     text = line(["--config", str(budget), "--n-singles", "8"])
     assert "`iterations` = 1000 (script default: 1200)" in text and "`patience` = 4 (script default: 2)" in text
     assert "jobs" not in text
+    cfg = study.make_config(study.parse_args([]))
+    lines = study.Report(study.Study(cfg, tmp_path / "out", tmp_path / "report", None, "cmd")).settings()
+    assert [x for x in lines if x.startswith("- design change: ")] == [
+        f"- design change: {x}" for x in study.DESIGN_CHANGES]
 
 
 def test_each_seed_samples_the_generators_anew(study, tmp_path):
