@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
         cat = zoo.Catalog(out)
         trained = [n for n in cat.names() if n not in before]
-        rate = (iterations[-1] / seconds) if len(trained) == len(iterations) else float("nan")
+        # a resumed run trains on from its last stored snapshot: the rate counts only the new iterations
+        kept = [it for it, gid in zip(iterations, ids, strict=True) if cat.get(gid)["name"] not in trained]
+        start = max(kept, default=0)
+        rate = (iterations[-1] - start) / seconds if trained and iterations[-1] > start else float("nan")
         for it, gid in zip(iterations, ids, strict=True):
             gen = cat.load(gid, device=args.device)
             y = sample_labels(args.samples, train.num_classes, seed=1, per_class=True)
