@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 NAMES = {"g_mean": "g-mean", "g_mean_05": "g-mean @0.5", "accuracy": "accuracy", "f1": "F1", "roc_auc": "AUC"}
 
 
+def holm_verdict(row) -> str:
+    """:func:`verdict` with the Holm-adjusted p-value of the t-test in place of the raw one."""
+    return verdict({**dict(row), "p_t": row["p_holm"]})
+
+
 def _machine() -> str:
     import psutil
     import torch
@@ -150,7 +155,7 @@ class Report:
                            "detectable Δ": [f"{v:.3f}" for v in T["mde"]],
                            "Δ g-mean @0.5": [f"{v:+.3f}" for v in T["d_g_mean_05"]],
                            "Δ AUC": [f"{v:+.3f}" for v in T["d_roc_auc"]],
-                           "verdict": T.apply(verdict, axis=1)})
+                           "verdict": T.apply(holm_verdict, axis=1)})
         spe = c.samples_per_epoch or len(s.train)
         return ["## 4. Downstream: train on synthetic, test on real", "",
                 f"`{c.downstream_model}` from scratch (Adam 1e-3, batch 64), {spe:,} draws per epoch (a member "
@@ -179,7 +184,19 @@ class Report:
                  ("the best single generator by score d", "best single (d"),
                  ("the best single with equal samples", "equal samples"), ("the mean single generator", "mean single"),
                  ("the naive pool", "naive"), ("random ensembles of its size", "random")]
-        out = ["## 5. What holds and what does not", "", "Generated from the numbers above.", ""]
+        out = ["## 5. What holds and what does not", "", "Generated from the numbers above; a *beat* needs the "
+               f"bootstrap CI to exclude 0 and the Holm-adjusted paired t-test p < {ALPHA}.", ""]
+        v_all = T.apply(holm_verdict, axis=1)
+        n_g = len(s.gstars)
+        for words, prefix in kinds:
+            sel = T["baseline"].str.startswith(prefix)
+            if sel.any():
+                per = T[sel].assign(v=v_all[sel]).groupby("G*")["v"]
+                won = int(per.apply(lambda x: (x == "beat").all()).sum())
+                lost = int(per.apply(lambda x: (x == "lost to").any()).sum())
+                out.append(f"- In short: G* beat {words} in **{won} of {n_g}** selections"
+                           + (f", and lost to it in {lost}" if lost else "") + ".")
+        out.append("")
         for oset in dict.fromkeys(k[0] for k in s.gstars):
             for rule in dict.fromkeys(k[1] for k in s.gstars):
                 parts = []
@@ -187,7 +204,7 @@ class Report:
                     sub = T[T["G*"].str.startswith(f"G* ({oset}, {rule},") & T["baseline"].str.startswith(prefix)]
                     if not len(sub):
                         continue
-                    v = sub.apply(verdict, axis=1)
+                    v = sub.apply(holm_verdict, axis=1)
                     beat, lost = int((v == "beat").sum()), int((v == "lost to").sum())
                     holm = int(((sub["p_holm"] < ALPHA) & (sub["diff"] > 0)).sum())
                     mean = ", ".join(f"{d:+.3f}" for d in sub["diff"])
@@ -276,7 +293,7 @@ class Report:
                 "```bash", s.command, "```", "",
                 f"- root seed **{c.seed}**; gan-ensemble {__version__}; {_machine()}",
                 f"- {c.jobs} worker process(es), {c.threads_per_job} torch thread(s) each; load average at start "
-                f"{s.load_start[0]:.1f}; started {s.started}, written {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                f"{s.load_start[0]:.1f}; this invocation started {s.started}, written {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 "- nothing was chosen on the test split: rules, the best single and every setting use the training "
                 "and validation splits only", ""]
         body = head + self.zoo() + self.scores() + self.search() + self.downstream() + self.conclusions()
