@@ -273,7 +273,7 @@ class Report:
                 for k in changed_settings(full, now, skip=set(self.c.RESUMABLE) - {"seeds"} | {"smoke"})]
         return ["## 7. Settings and deviations from the reference protocol", "",
                 "- " + ("settings changed from the script's defaults: " + "; ".join(diff) if diff else
-                        "the script's defaults, fixed before the first downstream result; no change after it"),
+                        "the script's defaults (no setting departs from them); every change to the design is listed below"),
                 *[f"- design change: {x}" for x in self.s.design_changes],
                 "- zoo: CPU-sized families at 28 px instead of GPU families at 100k iterations; embeddings: "
                 "random and in-domain ResNet-18 instead of SwAV; search: seeded NSGA-II instead of Optuna TPE; "
