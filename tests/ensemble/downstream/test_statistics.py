@@ -84,3 +84,19 @@ def test_detectable_difference_has_the_stated_power_in_a_simulation():
     assert np.isnan(detectable_difference(1, sd=sd))
     with pytest.raises(ValueError, match="power"):
         detectable_difference(10, power=1.5)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 30])
+def test_paired_t_power_matches_the_noncentral_t_and_stays_finite_in_its_tails(n):
+    from ensemble.downstream.statistics import detectable_difference, paired_t_power
+
+    df, crit = n - 1, stats.t.ppf(0.975, n - 1)
+    for effect in (0.0, 0.2, 0.5, 1.0):
+        nc = effect * np.sqrt(n)
+        ref = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+        assert np.isfinite(ref)  # nct is fine this close to the centre
+        assert paired_t_power(effect, n) == pytest.approx(ref, abs=1e-6)
+    # far tails (nct can return NaN there on some builds): power rises to 1, never NaN
+    powers = [paired_t_power(e, n) for e in (4.0, 8.0, 16.0, 64.0)]
+    assert np.all(np.isfinite(powers)) and np.all(np.diff(powers) >= -1e-12) and powers[-1] > 0.99
+    assert np.isfinite(detectable_difference(n, 0.05))
