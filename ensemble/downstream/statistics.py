@@ -18,6 +18,7 @@ metrics are compared seed by seed (differences ``a - b``):
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -116,15 +117,17 @@ def paired_t_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     df = n - 1
     crit = float(stats.t.ppf(1 - alpha / 2, df))
     nc = abs(float(effect)) * math.sqrt(n)
-    u, w = _GAUSS_LEGENDRE
+    u, w = _gauss_legendre_01()
     s = crit * np.sqrt(stats.chi2.ppf(u, df) / df)
     value = float(np.dot(w, stats.norm.cdf(nc - s) + stats.norm.cdf(-nc - s)))
     return min(1.0, max(0.0, value))
 
 
-_x, _w = np.polynomial.legendre.leggauss(400)
-_GAUSS_LEGENDRE = ((_x + 1) / 2, _w / 2)  # nodes and weights on (0, 1)
-del _x, _w
+@functools.cache
+def _gauss_legendre_01(n: int = 400) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on (0, 1), computed on first use."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return (x + 1) / 2, w / 2
 
 
 def detectable_difference(n: int, sd: float = 1.0, alpha: float = ALPHA, power: float = 0.8) -> float:
@@ -149,15 +152,16 @@ def detectable_difference(n: int, sd: float = 1.0, alpha: float = ALPHA, power: 
     return float(dz * sd)
 
 
-def verdict(t: Mapping[str, float], alpha: float = ALPHA) -> str:
+def verdict(t: Mapping[str, float], alpha: float = ALPHA, p: str = "p_t") -> str:
     """``beat`` / ``lost to`` only when the bootstrap CI excludes 0 *and* the paired t-test has
     p < ``alpha``; else ``tied with`` (no difference) or ``did not beat (higher|lower, n.s.)``.
 
-    ``t`` is a :func:`paired_test` result (``diff``, ``lo``, ``hi``, ``p_t``).
+    ``t`` is a :func:`paired_test` result (``diff``, ``lo``, ``hi``, ``p_t``); ``p`` names the
+    p-value that decides (``"p_holm"`` for the Holm-adjusted one of a family of comparisons).
     """
     if not math.isfinite(t["diff"]):
         return "n/a"
-    sig = math.isfinite(t["p_t"]) and t["p_t"] < alpha
+    sig = math.isfinite(t[p]) and t[p] < alpha
     if sig and math.isfinite(t["lo"]) and t["lo"] > 0:
         return "beat"
     if sig and math.isfinite(t["hi"]) and t["hi"] < 0:

@@ -9,6 +9,7 @@ decides nothing about the design. Tables use :func:`ensemble.report.markdown_tab
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -25,11 +26,6 @@ from ensemble.report import changed_settings, fmt_number, fmt_p, fmt_seconds, ma
 
 REPO = Path(__file__).resolve().parents[2]
 NAMES = {"g_mean": "g-mean", "g_mean_05": "g-mean @0.5", "accuracy": "accuracy", "f1": "F1", "roc_auc": "AUC"}
-
-
-def holm_verdict(row) -> str:
-    """:func:`verdict` with the Holm-adjusted p-value of the t-test in place of the raw one."""
-    return verdict({**dict(row), "p_t": row["p_holm"]})
 
 
 def _machine() -> str:
@@ -51,6 +47,11 @@ class Report:
     def __init__(self, study) -> None:
         self.s, self.c = study, study.cfg
         self.rel = os.path.relpath(study.figs, study.report_dir)
+
+    @functools.cached_property
+    def verdicts(self) -> pd.Series:
+        """The verdict of every row of ``study.tests``, decided by the Holm-adjusted t-test p."""
+        return self.s.tests.apply(lambda row: verdict(row, p="p_holm"), axis=1)
 
     # ---------------------------------------------------------------- figures
     def figures(self) -> None:
@@ -155,7 +156,7 @@ class Report:
                            "detectable Δ": [f"{v:.3f}" for v in T["mde"]],
                            "Δ g-mean @0.5": [f"{v:+.3f}" for v in T["d_g_mean_05"]],
                            "Δ AUC": [f"{v:+.3f}" for v in T["d_roc_auc"]],
-                           "verdict": T.apply(holm_verdict, axis=1)})
+                           "verdict": self.verdicts})
         spe = c.samples_per_epoch or len(s.train)
         return ["## 4. Downstream: train on synthetic, test on real", "",
                 f"`{c.downstream_model}` from scratch (Adam 1e-3, batch 64), {spe:,} draws per epoch (a member "
@@ -186,7 +187,7 @@ class Report:
                  ("the naive pool", "naive"), ("random ensembles of its size", "random")]
         out = ["## 5. What holds and what does not", "", "Generated from the numbers above; a *beat* needs the "
                f"bootstrap CI to exclude 0 and the Holm-adjusted paired t-test p < {ALPHA}.", ""]
-        v_all = T.apply(holm_verdict, axis=1)
+        v_all = self.verdicts
         n_g = len(s.gstars)
         for words, prefix in kinds:
             sel = T["baseline"].str.startswith(prefix)
@@ -204,7 +205,7 @@ class Report:
                     sub = T[T["G*"].str.startswith(f"G* ({oset}, {rule},") & T["baseline"].str.startswith(prefix)]
                     if not len(sub):
                         continue
-                    v = sub.apply(holm_verdict, axis=1)
+                    v = v_all[sub.index]
                     beat, lost = int((v == "beat").sum()), int((v == "lost to").sum())
                     holm = int(((sub["p_holm"] < ALPHA) & (sub["diff"] > 0)).sum())
                     mean = ", ".join(f"{d:+.3f}" for d in sub["diff"])

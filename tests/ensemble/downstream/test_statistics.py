@@ -100,3 +100,11 @@ def test_paired_t_power_matches_the_noncentral_t_and_stays_finite_in_its_tails(n
     powers = [paired_t_power(e, n) for e in (4.0, 8.0, 16.0, 64.0)]
     assert np.all(np.isfinite(powers)) and np.all(np.diff(powers) >= -1e-12) and powers[-1] > 0.99
     assert np.isfinite(detectable_difference(n, 0.05))
+
+
+def test_verdict_is_decided_by_the_named_p_value():
+    row = {"diff": 0.05, "lo": 0.01, "hi": 0.09, "p_t": 0.01, "p_holm": 0.06}
+    assert verdict(row) == "beat"
+    assert verdict(row, p="p_holm") == "did not beat (higher, n.s.)"
+    assert verdict({**row, "diff": -0.05, "lo": -0.09, "hi": -0.01}, p="p_holm") == "did not beat (lower, n.s.)"
+    assert verdict({**row, "p_holm": 0.03}, p="p_holm") == "beat"
