@@ -111,3 +111,21 @@ def test_short_dcgan_run_learns(pneumonia_small):
     assert acc < 0.9, acc
     assert abs(float(fake.mean()) - float(real.mean())) < 20, float(fake.mean())
     assert abs(float(fake.std()) - float(real.std())) < 12, float(fake.std())
+
+
+def test_short_lsgan_run_learns_with_its_defaults(pneumonia_small):
+    """lsgan with its default two D steps per G step (issue 17) learns from the start: D's
+    least-squares loss stays away from 0 (0.25 at equilibrium, 0 for a D that wins outright), D
+    does not separate real from fake and the samples' pixel statistics approach the real ones."""
+    ds = pneumonia_small
+    cfg = build_config("lsgan", num_classes=2, image_size=28, channels=1, batch_size=64)
+    assert cfg["n_critic"] == 2
+    t = GANTrainer("lsgan", cfg, ds.images, ds.labels, seed=0, device="cpu")
+    losses = [t.step() for _ in range(120)]
+    loss_d = float(torch.stack([x["loss_d"] for x in losses[-60:]]).mean())
+    acc, fake = _d_accuracy_and_samples(t, ds.images)
+    real = torch.from_numpy(ds.images).float()
+    assert loss_d > 0.08, loss_d
+    assert acc < 0.9, acc
+    assert abs(float(fake.mean()) - float(real.mean())) < 20, float(fake.mean())
+    assert abs(float(fake.std()) - float(real.std())) < 12, float(fake.std())
