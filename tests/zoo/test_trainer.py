@@ -96,17 +96,21 @@ def _d_accuracy_and_samples(t: GANTrainer, images: np.ndarray, seed: int = 5):
     return acc, ((fake + 1) * 127.5).clamp(0, 255)
 
 
+def _short_run(arch: str, cfg: dict, ds, iterations: int = 120):
+    """Train ``iterations`` steps; D's mean loss over the last half, D's accuracy, samples, real."""
+    t = GANTrainer(arch, cfg, ds.images, ds.labels, seed=0, device="cpu")
+    losses = [t.step() for _ in range(iterations)]
+    loss_d = float(torch.stack([x["loss_d"] for x in losses[iterations // 2:]]).mean())
+    acc, fake = _d_accuracy_and_samples(t, ds.images)
+    return loss_d, acc, fake, torch.from_numpy(ds.images).float()
+
+
 def test_short_dcgan_run_learns(pneumonia_small):
     """dcgan (label-aware D with batch norm) learns from the start: D does not win outright and the
     samples' pixel statistics approach the real ones. With uniform fake labels (before issue 17's
     fix) D's loss fell to ~0.5 by iteration 120 here (0.04 by 300 on the full split) and G stalled."""
-    ds = pneumonia_small
     cfg = build_config("dcgan", num_classes=2, image_size=28, channels=1, batch_size=64)
-    t = GANTrainer("dcgan", cfg, ds.images, ds.labels, seed=0, device="cpu")
-    losses = [t.step() for _ in range(120)]
-    loss_d = float(torch.stack([x["loss_d"] for x in losses[-60:]]).mean())
-    acc, fake = _d_accuracy_and_samples(t, ds.images)
-    real = torch.from_numpy(ds.images).float()
+    loss_d, acc, fake, real = _short_run("dcgan", cfg, pneumonia_small)
     assert loss_d > 0.9, loss_d  # 2 log 2 = 1.39 at equilibrium; a winning D goes to 0
     assert acc < 0.9, acc
     assert abs(float(fake.mean()) - float(real.mean())) < 20, float(fake.mean())
@@ -117,14 +121,9 @@ def test_short_lsgan_run_learns_with_its_defaults(pneumonia_small):
     """lsgan with its default two D steps per G step (issue 17) learns from the start: D's
     least-squares loss stays away from 0 (0.25 at equilibrium, 0 for a D that wins outright), D
     does not separate real from fake and the samples' pixel statistics approach the real ones."""
-    ds = pneumonia_small
     cfg = build_config("lsgan", num_classes=2, image_size=28, channels=1, batch_size=64)
     assert cfg["n_critic"] == 2
-    t = GANTrainer("lsgan", cfg, ds.images, ds.labels, seed=0, device="cpu")
-    losses = [t.step() for _ in range(120)]
-    loss_d = float(torch.stack([x["loss_d"] for x in losses[-60:]]).mean())
-    acc, fake = _d_accuracy_and_samples(t, ds.images)
-    real = torch.from_numpy(ds.images).float()
+    loss_d, acc, fake, real = _short_run("lsgan", cfg, pneumonia_small)
     assert loss_d > 0.08, loss_d
     assert acc < 0.9, acc
     assert abs(float(fake.mean()) - float(real.mean())) < 20, float(fake.mean())
