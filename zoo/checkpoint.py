@@ -183,7 +183,7 @@ def _first_line(exc: BaseException) -> str:
 def load_generator(path: str | os.PathLike, *, sha256: str | None = None,
                    device: str | torch.device = "auto", batch_size: int = 256) -> TorchGenerator:
     """Rebuild a generator from a checkpoint: registry architecture + stored config + strict weights."""
-    from zoo.registry import get_architecture, resolve_config
+    from zoo.registry import get_architecture, stored_config
 
     path = Path(path)
     payload = read_checkpoint(path, sha256=sha256)
@@ -196,7 +196,7 @@ def load_generator(path: str | os.PathLike, *, sha256: str | None = None,
             f"registered ({exc}); import the module that registers it (register_architecture) first"
         ) from exc
     try:
-        module = arch.build_generator(resolve_config(arch.name, config))
+        module = arch.build_generator(stored_config(arch.name, config))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(
             f"generator checkpoint {str(path)!r}: architecture {name!r} cannot be built from its "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -30,6 +30,7 @@ __all__ = [
     "create_generator",
     "create_discriminator",
     "resolve_config",
+    "stored_config",
     "ARCHITECTURES",
     "LOSSES",
     "DATA_KEYS",
@@ -154,6 +155,10 @@ class Architecture:
     and ``channels``). Generators map ``(z, labels)`` to ``(n, C, H, W)``; discriminators map
     ``(images, labels)`` to logits ``(n,)``, or to ``(logits, class_logits)`` when the family
     has an auxiliary classifier. ``loss`` is one of :data:`LOSSES`.
+
+    ``legacy`` holds, for hyper-parameters added to a family after checkpoints of it were saved,
+    the value that reproduces the nets those checkpoints were saved from: a stored config without
+    the key predates it and is read with that value (:func:`stored_config`), not the new default.
     """
 
     name: str
@@ -162,6 +167,7 @@ class Architecture:
     build_discriminator: Callable[[dict], nn.Module]
     loss: str
     defaults: Mapping[str, Any]
+    legacy: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "@" in self.name or "/" in self.name:
@@ -180,6 +186,10 @@ class Architecture:
                 f"architecture {self.name!r}: {clash} come from the data and cannot be defaults"
             )
         object.__setattr__(self, "defaults", MappingProxyType(dict(self.defaults)))
+        stray = [k for k in self.legacy if k not in self.defaults]
+        if stray:
+            raise ValueError(f"architecture {self.name!r}: legacy keys {stray} are not in its defaults")
+        object.__setattr__(self, "legacy", MappingProxyType(dict(self.legacy)))
 
 
 def _load_builtins() -> None:
@@ -239,6 +249,16 @@ def resolve_config(name: str, config: Mapping[str, Any]) -> dict:
     if not isinstance(cfg["num_classes"], int) or cfg["num_classes"] < 1:
         raise ValueError(f"num_classes must be a positive integer, got {cfg['num_classes']!r}")
     return cfg
+
+
+def stored_config(name: str, config: Mapping[str, Any]) -> dict:
+    """A config read from a saved file, resolved: keys the family gained after the file was saved
+    take their ``legacy`` value (what the file's nets were built with), the rest as
+    :func:`resolve_config`."""
+    arch = get_architecture(name)
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config must be a dict, got {type(config).__name__}")
+    return resolve_config(arch.name, {**arch.legacy, **config})
 
 
 def create_generator(name: str, config: Mapping[str, Any]) -> nn.Module:

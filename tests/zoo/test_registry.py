@@ -58,6 +58,21 @@ def test_architecture_validates_its_fields():
         zoo.Architecture("a@b", "d", DCGANGenerator, DCGANDiscriminator, "bce", {"latent_dim": 8})
 
 
+def test_legacy_values_fill_keys_missing_from_stored_configs():
+    """``legacy`` names, per hyper-parameter a family gained later, the value old files were built
+    with: a stored config without the key gets it, one with the key keeps its own, and a fresh
+    config still gets the default."""
+    arch = zoo.get_architecture("progan")
+    assert arch.defaults["label_embed"] is True and arch.legacy["label_embed"] is False
+    data = {"num_classes": 2, "image_size": 28, "channels": 1}
+    assert registry.stored_config("progan", data)["label_embed"] is False
+    assert registry.stored_config("progan", {**data, "label_embed": True})["label_embed"] is True
+    assert registry.resolve_config("progan", data)["label_embed"] is True
+    with pytest.raises(ValueError, match=r"legacy keys \['gamma'\] are not in its defaults"):
+        zoo.Architecture("x", "d", DCGANGenerator, DCGANDiscriminator, "bce", {"latent_dim": 8},
+                         legacy={"gamma": 1.0})
+
+
 def test_register_custom_architecture_and_duplicates():
     base = dict(zoo.get_architecture("dcgan").defaults)
     arch = zoo.Architecture(
