@@ -124,7 +124,7 @@ def _label_and_code_effects(g: torch.nn.Module) -> tuple[float, float]:
 
 def test_progan_label_weighs_as_much_as_z():
     """Issue 17: with equalised lr the one-hot label appended to z (one input of 101) moves the
-    image about a tenth as much as z at initialisation, and Adam's ~lr-sized steps cannot grow it
+    image about 0.18x as much as z at initialisation, and Adam's ~lr-sized steps cannot grow it
     within a CPU run (label agreement near chance at 2,000 iterations). The default embedding
     gives the label as much weight as z from the start; label_embed=False keeps the old path."""
     cfg = {"num_classes": 2, "image_size": 28, "channels": 1}

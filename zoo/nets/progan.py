@@ -193,7 +193,8 @@ class ProGANDiscriminator(_Progressive):
 # reached 28 px the samples collapsed to noise (old defaults: d 0.09, label agreement 0.52 at 2,000 in
 # benchmarks/zoo_quality.py). stage_iters 250 reaches the full 28 / 32 px at iteration 1,000
 # (1,000 only reached 14 px by 2,000); EMA 0.999 still weighed the random initial weights 61% at
-# 500 iterations. With all four: label agreement 0.92 / 0.88 but d 0.19 / 0.21 at 2,000 (two seeds; the bar is 0.3).
+# 500 iterations. With all four: label agreement 0.92 / 0.88 but d 0.19 / 0.21 at 2,000 (two
+# seeds; the bar is 0.3).
 register_architecture(Architecture(
     name="progan",
     description="Progressive GAN (Karras et al. 2018): grows 7->14->28, 8->16->32 or 8->16->32->64 "
