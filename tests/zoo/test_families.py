@@ -137,6 +137,56 @@ def test_progan_label_weighs_as_much_as_z():
     assert label_old < 0.25 * code_old, (label_old, code_old)
 
 
+def test_minibatch_std_per_label_sees_collapse_within_a_class():
+    """Issue 17: a generator that makes one image per class still shows a large spread over a
+    mixed batch; the per-label statistic is ~0 for it and matches the plain one on one class."""
+    from zoo.nets.blocks import MinibatchStd
+
+    mb = MinibatchStd()
+    gen = torch.Generator().manual_seed(0)
+    protos = torch.randn(2, 4, 3, 3, generator=gen)
+    labels = torch.tensor([0, 1] * 8)
+    collapsed = protos[labels]  # every sample of a class identical
+    assert float(mb(collapsed)[0, -1, 0, 0]) > 0.5
+    assert float(mb(collapsed, labels)[:, -1].abs().max()) < 1e-3
+    diverse = torch.randn(16, 4, 3, 3, generator=gen)
+    same = torch.zeros(16, dtype=torch.long)
+    torch.testing.assert_close(mb(diverse, same), mb(diverse), atol=1e-6, rtol=1e-6)
+    # each sample carries its own class's spread; a class of one gets 0; gradients stay finite
+    mixed = torch.tensor([0] * 10 + [1] * 5 + [2])
+    out = mb(diverse, mixed)[:, -1, 0, 0]
+    torch.testing.assert_close(out[:10], diverse[:10].std(0, unbiased=False).mean().expand(10),
+                               atol=1e-6, rtol=1e-6)
+    assert float(out[-1]) == 0.0
+    x = collapsed.clone().requires_grad_(True)
+    mb(x, labels).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_progan_critic_groups_minibatch_std_by_label():
+    """The default critic computes minibatch-stddev within each class (mbstd_by_label); the old
+    whole-batch statistic is kept for checkpoints saved before it (the family's legacy value)."""
+    from zoo.registry import create_discriminator, get_architecture
+
+    cfg = {"num_classes": 2, "image_size": 28, "channels": 1}
+    assert get_architecture("progan").legacy["mbstd_by_label"] is False
+    torch.manual_seed(0)
+    d = create_discriminator("progan", cfg)
+    torch.manual_seed(0)
+    d_old = create_discriminator("progan", {**cfg, "mbstd_by_label": False})
+    d.set_iteration(10_000)
+    d_old.set_iteration(10_000)
+    proto = torch.rand(2, 1, 28, 28) * 2 - 1
+    y = torch.tensor([0, 1] * 4)
+    x = proto[y]  # one image per class
+    with torch.no_grad():
+        assert not torch.allclose(d(x, y), d_old(x, y))
+        # on a one-class batch the two statistics agree, so the critics agree
+        y0 = torch.zeros(8, dtype=torch.long)
+        xs = torch.rand(8, 1, 28, 28) * 2 - 1
+        torch.testing.assert_close(d(xs, y0), d_old(xs, y0))
+
+
 def test_progan_checkpoint_saved_before_label_embed_still_loads(tmp_path):
     """A progan file saved before label_embed existed (its config lacks the key) is rebuilt with
     the one-hot path it was trained with, and samples the same images as before."""

@@ -131,14 +131,14 @@ def test_short_lsgan_run_learns_with_its_defaults(pneumonia_small):
 
 
 def test_short_progan_run_learns_with_its_defaults(pneumonia_small):
-    """progan with its defaults (issue 17: two critic steps per G step, the label embedded beside
-    z) learns from the start: its WGAN-GP critic keeps closer to the generator than with the paper's
-    one step (critic loss over the last half about 1 against 6; it is fake - real + 10 * gradient
-    penalty, so it rises when the critic lags) and the samples' pixel statistics approach the real
-    ones (with the old defaults the sample std was ~77 against 43 real here, and on the full split
-    the run collapsed to noise once it reached 28 px)."""
+    """progan with its defaults (issue 17: three critic steps per G step, per-class minibatch
+    stddev, the label embedded beside z) learns from the start: its WGAN-GP critic keeps ahead of
+    the generator, unlike with the paper's one step (critic loss over the last half -1.6 against
+    6.0; it is fake - real + 10 * gradient penalty, so it rises when the critic lags) and the
+    samples' pixel statistics approach the real ones (std 35 against 43 real here; with the old
+    defaults 77, and on the full split the run collapsed to noise once it reached 28 px)."""
     cfg = build_config("progan", num_classes=2, image_size=28, channels=1, batch_size=64)
-    assert cfg["n_critic"] == 2 and cfg["label_embed"] is True
+    assert cfg["n_critic"] == 3 and cfg["label_embed"] is True and cfg["mbstd_by_label"] is True
     loss_d, _, fake, real = _short_run("progan", cfg, pneumonia_small)
     loss_d_one_step, *_ = _short_run("progan", {**cfg, "n_critic": 1}, pneumonia_small)
     assert loss_d < loss_d_one_step - 2, (loss_d, loss_d_one_step)

@@ -141,14 +141,25 @@ class PixelNorm(nn.Module):
 
 
 class MinibatchStd(nn.Module):
-    """Append the batch's mean feature standard deviation as one extra channel (ProGAN D)."""
+    """Append the mean feature standard deviation of each sample's group as one extra channel.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] > 1:
-            std = x.std(dim=0, unbiased=False).mean()
-        else:
-            std = x.new_zeros(())
-        return torch.cat([x, std.expand(x.shape[0], 1, x.shape[2], x.shape[3])], dim=1)
+    Without ``labels`` the group is the whole batch (ProGAN's critic). With ``labels`` each sample
+    gets the spread of the samples of its own class: in a batch that mixes classes the spread
+    *between* classes hides a generator that makes one image per class, and the per-class
+    statistic lets the critic see it (issue 17; docs/zoo.md). A group of one sample gets 0. The
+    ``1e-8`` under the square root keeps the gradient finite when a group's samples coincide.
+    """
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[0]
+        groups = labels if labels is not None else torch.zeros(n, dtype=torch.long, device=x.device)
+        member = F.one_hot(groups).to(x.dtype)  # (n, G)
+        counts = member.sum(0)
+        flat = x.flatten(1)
+        mean = member.T @ flat / counts.clamp(min=1).unsqueeze(1)
+        var = member.T @ (flat - mean[groups]).pow(2) / counts.clamp(min=1).unsqueeze(1)
+        std = torch.where(counts > 1, (var + 1e-8).sqrt().mean(1), torch.zeros_like(counts))
+        return torch.cat([x, std[groups].view(n, 1, 1, 1).expand(n, 1, *x.shape[2:])], dim=1)
 
 
 class EqualConv2d(nn.Module):

@@ -157,6 +157,7 @@ class ProGANDiscriminator(_Progressive):
             for k in range(1, self.growths + 1)
         )
         self.mbstd = MinibatchStd()
+        self.mbstd_by_label = bool(cfg["mbstd_by_label"])
         self.final_conv = EqualConv2d(c[0] + 1, c[0], 3, padding=1)
         self.fc = EqualLinear(c[0] * self.s0 * self.s0, c[0])
         self.drop = nn.Dropout(float(cfg["dropout"])) if cfg["dropout"] > 0 else nn.Identity()
@@ -181,7 +182,7 @@ class ProGANDiscriminator(_Progressive):
                 h = torch.lerp(low, h, alpha)
             for k in range(stage - 1, 0, -1):
                 h = self._block(k, h)
-        h = F.leaky_relu(self.final_conv(self.mbstd(h)), 0.2)
+        h = F.leaky_relu(self.final_conv(self.mbstd(h, labels if self.mbstd_by_label else None)), 0.2)
         h = self.drop(F.leaky_relu(self.fc(h.flatten(1)), 0.2))
         return self.head(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
 
@@ -205,6 +206,8 @@ register_architecture(Architecture(
     build_discriminator=ProGANDiscriminator,
     loss="wasserstein",
     defaults=common_defaults(g_width=16, d_width=16, lr=1e-3, beta1=0.0, beta2=0.99, gp=10.0,
-                             drift=1e-3, n_critic=2, stage_iters=250, label_embed=True),
-    legacy={"label_embed": False},  # checkpoints saved before the embedding used the one-hot path
+                             drift=1e-3, n_critic=3, stage_iters=250, label_embed=True,
+                             mbstd_by_label=True),
+    # values that reproduce checkpoints saved before these hyper-parameters existed
+    legacy={"label_embed": False, "mbstd_by_label": False},
 ))
