@@ -10,7 +10,9 @@ is upsampled with nearest neighbours); the discriminator average-pools its input
 resolution. Pixel norm, minibatch standard deviation and equalised learning rate as in the paper;
 labels enter the generator as a learned embedding of ``z``'s size, pixel-normalised and
 concatenated with the normalised ``z`` (``label_embed``, as StyleGAN2-ADA conditions its mapping
-net), and the discriminator through a projection term.
+net), and the discriminator through a projection term. The critic's minibatch standard deviation
+is taken within each class of the batch (``mbstd_by_label``): over a mixed batch the spread between
+the classes hides a generator that makes one image per class (docs/zoo.md, issue 17).
 
 Why an embedding and not the paper's one-hot on ``z``: with equalised learning rate every weight is
 stored in N(0, 1) units and Adam moves it by about ``lr`` per step, so the one-hot's column of the
@@ -187,21 +189,22 @@ class ProGANDiscriminator(_Progressive):
         return self.head(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)
 
 
-# Defaults changed for issue 17 (docs/zoo.md): the label embedding in G (module docstring), two
-# critic steps per G step, stage_iters 250 and the shared EMA 0.99. With the paper's one critic step,
-# at CPU budgets (a few thousand iterations, not the paper's millions of images) the WGAN-GP critic
-# fell behind the generator: its loss stayed above 0, it scored fakes above reals, and once the run
-# reached 28 px the samples collapsed to noise (old defaults: d 0.09, label agreement 0.52 at 2,000 in
-# benchmarks/zoo_quality.py). stage_iters 250 reaches the full 28 / 32 px at iteration 1,000
-# (1,000 only reached 14 px by 2,000); EMA 0.999 still weighed the random initial weights 61% at
-# 500 iterations. With all four: label agreement 0.92 / 0.88 but d 0.19 / 0.21 at 2,000 (two
-# seeds; the bar is 0.3).
+# Defaults changed for issue 17 (docs/zoo.md): the label embedding in G (module docstring), the
+# per-class minibatch stddev in D, three critic steps per G step, stage_iters 250 and the shared EMA
+# 0.99. With the paper's one critic step, at CPU budgets (a few thousand iterations, not the paper's
+# millions of images) the WGAN-GP critic fell behind the generator: its loss stayed above 0, it
+# scored fakes above reals, and once the run reached 28 px the samples collapsed to noise (old
+# defaults: d 0.09, label agreement 0.52 at 2,000 in benchmarks/zoo_quality.py). The per-class
+# statistic needs a third step to keep the critic ahead (with two: d 0.31 but label agreement 0.76,
+# and a collapse at the 28-px fade-in on a second seed). stage_iters 250 reaches the full 28 / 32 px
+# at iteration 1,000; EMA 0.999 still weighed the random initial weights 61% at 500 iterations.
+# With all of them: d 0.62, label agreement 0.91 at 2,000 (one seed).
 register_architecture(Architecture(
     name="progan",
     description="Progressive GAN (Karras et al. 2018): grows 7->14->28, 8->16->32 or 8->16->32->64 "
                 "with fade-in every stage_iters iterations; pixel norm, minibatch stddev, equalised lr, "
                 "WGAN-GP loss with drift penalty, n_critic critic updates per G update; labels embedded "
-                "beside z (label_embed) and projected in D.",
+                "beside z (label_embed) and projected in D; minibatch stddev per class (mbstd_by_label).",
     build_generator=ProGANGenerator,
     build_discriminator=ProGANDiscriminator,
     loss="wasserstein",
