@@ -142,7 +142,7 @@ def test_minibatch_std_per_label_sees_collapse_within_a_class():
     mixed batch; the per-label statistic is ~0 for it and matches the plain one on one class."""
     from zoo.nets.blocks import MinibatchStd
 
-    mb = MinibatchStd()
+    mb = MinibatchStd(num_classes=3)
     gen = torch.Generator().manual_seed(0)
     protos = torch.randn(2, 4, 3, 3, generator=gen)
     labels = torch.tensor([0, 1] * 8)

@@ -148,16 +148,25 @@ class MinibatchStd(nn.Module):
     *between* classes hides a generator that makes one image per class, and the per-class
     statistic lets the critic see it (issue 17; docs/zoo.md). A group of one sample gets 0. The
     ``1e-8`` under the square root keeps the gradient finite when a group's samples coincide.
+    ``num_classes`` bounds the labels, so that grouping needs no device sync to find their range.
     """
+
+    def __init__(self, num_classes: int = 1) -> None:
+        super().__init__()
+        self.num_classes = int(num_classes)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         n = x.shape[0]
-        groups = labels if labels is not None else torch.zeros(n, dtype=torch.long, device=x.device)
-        member = F.one_hot(groups).to(x.dtype)  # (n, G)
+        if labels is None:
+            groups, k = torch.zeros(n, dtype=torch.long, device=x.device), 1
+        else:
+            groups, k = labels, self.num_classes
+        member = F.one_hot(groups, k).to(x.dtype)  # (n, k)
         counts = member.sum(0)
+        size = counts.clamp(min=1).unsqueeze(1)
         flat = x.flatten(1)
-        mean = member.T @ flat / counts.clamp(min=1).unsqueeze(1)
-        var = member.T @ (flat - mean[groups]).pow(2) / counts.clamp(min=1).unsqueeze(1)
+        mean = member.T @ flat / size
+        var = member.T @ (flat - mean[groups]).pow(2) / size
         std = torch.where(counts > 1, (var + 1e-8).sqrt().mean(1), torch.zeros_like(counts))
         return torch.cat([x, std[groups].view(n, 1, 1, 1).expand(n, 1, *x.shape[2:])], dim=1)
 

@@ -158,7 +158,7 @@ class ProGANDiscriminator(_Progressive):
                            EqualConv2d(c[k], c[k - 1], 3, padding=1)])
             for k in range(1, self.growths + 1)
         )
-        self.mbstd = MinibatchStd()
+        self.mbstd = MinibatchStd(int(cfg["num_classes"]))
         self.mbstd_by_label = bool(cfg["mbstd_by_label"])
         self.final_conv = EqualConv2d(c[0] + 1, c[0], 3, padding=1)
         self.fc = EqualLinear(c[0] * self.s0 * self.s0, c[0])
