@@ -35,7 +35,7 @@ import pandas as pd
 
 from ensemble.data import validate_images
 from ensemble.downstream.models import create_classifier
-from ensemble.downstream.training import TrainedClassifier, predict_proba, train_classifier
+from ensemble.downstream.training import TrainedClassifier, memory_format, predict_proba, train_classifier
 from ensemble.features.cache import FeatureCache, hash_arrays
 from ensemble.features.collect import sample_labels
 from ensemble.seeds import label_classifier_seed, label_sample_seed
@@ -103,7 +103,7 @@ def _cached_classifier(cache: FeatureCache, key: str, train, val, *, model: str,
             net = create_classifier(model, in_channels=in_ch, num_classes=k)
             net.load_state_dict(load_file(str(path), device="cpu"))
             dev = resolve_device(device)
-            net = net.to(dev).eval()
+            net = net.to(dev, memory_format=memory_format(dev)).eval()  # as it was trained
             clf = TrainedClassifier(net, k, pd.DataFrame(), int(info["best_epoch"]),
                                     float(info["best_val_loss"]), int(info["epochs_run"]), 0.0,
                                     model, str(dev))

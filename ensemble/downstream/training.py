@@ -34,7 +34,7 @@ from zoo.device import resolve_device
 from zoo.seeding import derive_seed
 
 __all__ = ["TrainedClassifier", "train_classifier", "predict_proba", "to_input", "class_weights",
-           "steps_per_epoch"]
+           "steps_per_epoch", "memory_format"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,13 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     present = counts > 0
     w[present] = len(y) / (k * counts[present])
     return w
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """The layout a classifier trains in on ``device``: channels-last on a CPU, where oneDNN's
+    convolutions run faster in it (benchmarks/classifier_train.py: 1.3x per step on 2 threads,
+    1.6x on one, for the small CNN), else torch's default (not measured on other devices)."""
+    return torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
 
 
 def steps_per_epoch(draws: int, batch_size: int) -> int:
@@ -198,7 +205,7 @@ def train_classifier(train_images: np.ndarray, train_labels: np.ndarray,
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(derive_seed(seed, "downstream", "init") % (2**63))
-        net = create_classifier(model, in_channels=in_ch, num_classes=k).to(dev)
+        net = create_classifier(model, in_channels=in_ch, num_classes=k).to(dev, memory_format=memory_format(dev))
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=lr_factor,
                                                            patience=lr_patience)
