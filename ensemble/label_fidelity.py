@@ -35,7 +35,12 @@ import pandas as pd
 
 from ensemble.data import validate_images
 from ensemble.downstream.models import create_classifier
-from ensemble.downstream.training import TrainedClassifier, memory_format, predict_proba, train_classifier
+from ensemble.downstream.training import (
+    TrainedClassifier,
+    memory_format,
+    predict_proba,
+    train_classifier,
+)
 from ensemble.features.cache import FeatureCache, hash_arrays
 from ensemble.features.collect import sample_labels
 from ensemble.seeds import label_classifier_seed, label_sample_seed

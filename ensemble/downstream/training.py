@@ -108,8 +108,10 @@ def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def memory_format(device: torch.device) -> torch.memory_format:
     """The layout a classifier trains in on ``device``: channels-last on a CPU, where oneDNN's
-    convolutions run faster in it (benchmarks/classifier_train.py: 1.3x per step on 2 threads,
-    1.6x on one, for the small CNN), else torch's default (not measured on other devices)."""
+    convolutions run faster in it (benchmarks/classifier_train.py on 2 cores: a step 1.44x as
+    fast with 2 threads, 1.29x with one, for the small CNN; 1.15x / 1.07x for resnet18-cifar),
+    else torch's default (not measured on other devices). Like the zoo's training, CPU results are
+    bit-for-bit the same for one thread count (studies pin it), not across thread counts."""
     return torch.channels_last if torch.device(device).type == "cpu" else torch.contiguous_format
 
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from ensemble.downstream.metrics import evaluate_classifier
-from ensemble.downstream.training import to_input, train_classifier
+from ensemble.downstream.models import create_classifier
+from ensemble.downstream.training import memory_format, predict_proba, to_input, train_classifier
 
 
 def test_train_on_real_pneumonia(pneumonia_small, pneumonia_val, pneumonia_test):
@@ -51,6 +52,22 @@ def test_train_bad_inputs(pneumonia_small):
     with pytest.raises(ValueError, match="unknown downstream classifier .nope.; known: .*small-cnn"):
         train_classifier(x, y, x, y, model="nope", epochs=1, device="cpu")
 
+
+def test_trains_channels_last_on_a_cpu_and_predicts_as_the_default_layout(pneumonia_small):
+    # channels-last is a speed choice only (benchmarks/classifier_train.py): the same weights in
+    # torch's default layout give the same probabilities
+    assert memory_format("cpu") is torch.channels_last
+    assert memory_format(torch.device("cuda", 0)) is torch.contiguous_format
+    x, y = pneumonia_small.images[:128], pneumonia_small.labels[:128]
+    clf = train_classifier(x, y, x[:64], y[:64], epochs=1, batch_size=32, seed=0, device="cpu",
+                           progress=False)
+    convs = [m.weight for m in clf.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert any(not w.is_contiguous() for w in convs)
+    plain = create_classifier("small-cnn", in_channels=1, num_classes=2)
+    plain.load_state_dict({k: v.contiguous() for k, v in clf.module.state_dict().items()})
+    assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    np.testing.assert_allclose(predict_proba(plain, x), clf.predict_proba(x), atol=1e-5)
 
 
 def test_to_input_scales_to_unit_range_and_puts_channels_first():
