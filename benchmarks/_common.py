@@ -183,6 +183,15 @@ def mib(n_bytes: float | None) -> str:
     return "-" if n_bytes is None else f"{n_bytes / 2**20:,.0f} MiB"
 
 
+def sync_device(device) -> None:
+    """Wait for ``device``'s queued work (CUDA kernels run asynchronously), so a timer around it
+    measures the work; a no-op on a CPU."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def device_line() -> str:
     import torch
 

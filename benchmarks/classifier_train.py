@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,12 +29,10 @@ from ensemble.downstream.models import create_classifier
 from ensemble.downstream.training import to_input
 from zoo.device import resolve_device
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sync_device  # noqa: E402
+
 LAYOUTS = {"contiguous": torch.contiguous_format, "channels-last": torch.channels_last}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_steps(model: str, layout: torch.memory_format, images: torch.Tensor, labels: torch.Tensor,
@@ -48,13 +48,13 @@ def time_steps(model: str, layout: torch.memory_format, images: torch.Tensor, la
     t0 = 0.0
     for i, b in enumerate(batches):
         if i == warmup:
-            _sync(device)
+            sync_device(device)
             t0 = time.perf_counter()
         loss = F.cross_entropy(net(to_input(images[b])), labels[b])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    _sync(device)
+    sync_device(device)
     return (time.perf_counter() - t0) / steps
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,23 +21,21 @@ import torch
 from ensemble.data import load_medmnist
 from ensemble.features.embedder import Embedder
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import sync_device  # noqa: E402
+
 DEFAULT_BACKBONES = "resnet18,resnet50,efficientnet_b0,vit_tiny_patch16_224"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench(backbone: str, size: int, images: np.ndarray, device: str, batch_size: int) -> dict:
     e = Embedder(backbone, weights="random", image_size=size, device=device, batch_size=batch_size)
     t0 = time.perf_counter()
     e.embed(images[:batch_size], progress=False)  # build + warm-up
-    _sync(e.device_)
+    sync_device(e.device_)
     build = time.perf_counter() - t0
     t0 = time.perf_counter()
     feats = e.embed(images, progress=False)
-    _sync(e.device_)
+    sync_device(e.device_)
     dt = time.perf_counter() - t0
     return {"backbone": backbone, "size": size, "dim": feats.shape[1], "build_s": build,
             "seconds": dt, "img_s": len(images) / dt, "device": str(e.device_)}
